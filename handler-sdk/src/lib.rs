@@ -1,0 +1,16 @@
+//! The Mongrel2 wire protocol, and a handler library on top of it.
+//!
+//! This crate is shared by the Kennel server and by every Rust handler, so
+//! both sides of the wire use one implementation and one test suite.
+//!
+//! Layout:
+//! - [`tnetstring`]: the tnetstring codec (a borrowed value type and serde).
+//! - [`request`]: the request message the server PUSHes to handlers.
+//! - [`reply`]: the reply message handlers PUBlish back to the server.
+//! - [`websocket`]: WebSocket frames (the server's reader, the handler's builder).
+#![warn(missing_docs)]
+
+pub mod reply;
+pub mod request;
+pub mod tnetstring;
+pub mod websocket;
