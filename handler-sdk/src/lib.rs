@@ -8,9 +8,18 @@
 //! - [`request`]: the request message the server PUSHes to handlers.
 //! - [`reply`]: the reply message handlers PUBlish back to the server.
 //! - [`websocket`]: WebSocket frames (the server's reader, the handler's builder).
+//! - [`client`] (feature `client`, on by default): the blocking handler
+//!   library over ZeroMQ. Without the feature the crate is the pure protocol
+//!   and builds no C++.
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod reply;
 pub mod request;
 pub mod tnetstring;
 pub mod websocket;
+
+#[cfg(feature = "client")]
+pub use client::Connection;
+pub use request::Request;

@@ -1,0 +1,182 @@
+//! The handler library against real ZeroMQ sockets: this test plays the
+//! server (PUSH bound for requests, SUB bound for replies) on ephemeral
+//! loopback ports.
+
+use std::time::{Duration, Instant};
+
+use kennel_handler::reply::{Body, Reply};
+use kennel_handler::request::{self, Protocol, RequestHead};
+use kennel_handler::tnetstring::Value;
+use kennel_handler::Connection;
+
+struct FakeServer {
+    _ctx: zmq::Context,
+    push: zmq::Socket,
+    sub: zmq::Socket,
+    send_spec: String,
+    recv_spec: String,
+}
+
+impl FakeServer {
+    fn new() -> FakeServer {
+        let ctx = zmq::Context::new();
+        let push = ctx.socket(zmq::PUSH).unwrap();
+        push.set_linger(0).unwrap();
+        push.bind("tcp://127.0.0.1:*").unwrap();
+        let sub = ctx.socket(zmq::SUB).unwrap();
+        sub.set_linger(0).unwrap();
+        sub.set_subscribe(b"").unwrap();
+        sub.bind("tcp://127.0.0.1:*").unwrap();
+        let send_spec = push.get_last_endpoint().unwrap().unwrap();
+        let recv_spec = sub.get_last_endpoint().unwrap().unwrap();
+        FakeServer {
+            _ctx: ctx,
+            push,
+            sub,
+            send_spec,
+            recv_spec,
+        }
+    }
+
+    /// PUB drops what it sends before the subscription reaches it, so a
+    /// fresh handler pings until the server hears one (bounded).
+    fn connect_handler(&self) -> Connection {
+        let conn = Connection::connect(&self.send_spec, &self.recv_spec).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            conn.deliver("READY", &[0], b"ping").unwrap();
+            if self.sub.poll(zmq::POLLIN, 20).unwrap() > 0 {
+                while self.sub.poll(zmq::POLLIN, 50).unwrap() > 0 {
+                    self.sub.recv_bytes(0).unwrap();
+                }
+                return conn;
+            }
+            assert!(Instant::now() < deadline, "handler never connected");
+        }
+    }
+
+    fn send_request(
+        &self,
+        protocol: Protocol,
+        id: u64,
+        path: &[u8],
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+    ) {
+        let head = RequestHead {
+            path,
+            method: b"GET",
+            version: Some(b"HTTP/1.1"),
+            uri: Some(path),
+            pattern: b"/",
+            url_scheme: b"http",
+            remote_addr: b"127.0.0.1",
+            headers,
+            forwarded_for: Some(b"127.0.0.1"),
+            ..RequestHead::default()
+        };
+        let mut msg = Vec::new();
+        request::encode(&mut msg, protocol, b"SENDER", id, &head, body);
+        self.push.send(msg, 0).unwrap();
+    }
+
+    fn recv_reply(&self) -> Vec<u8> {
+        assert!(
+            self.sub.poll(zmq::POLLIN, 10_000).unwrap() > 0,
+            "no reply within 10 s"
+        );
+        self.sub.recv_bytes(0).unwrap()
+    }
+}
+
+#[test]
+fn request_and_http_reply_round_trip() {
+    let server = FakeServer::new();
+    let conn = server.connect_handler();
+    for (id, protocol) in [(7, Protocol::Json), (8, Protocol::Tnetstring)] {
+        server.send_request(
+            protocol,
+            id,
+            b"/hello",
+            &[(b"Host", b"example.test")],
+            b"body!",
+        );
+        let req = conn.recv().unwrap();
+        assert_eq!(req.sender(), "SENDER");
+        assert_eq!(req.conn_id(), id);
+        assert_eq!(req.path(), b"/hello");
+        assert_eq!(req.header("host"), Some("example.test"));
+        assert_eq!(req.header("x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(req.body(), b"body!");
+        conn.reply_http(&req, 200, &[("Content-Type", "text/plain")], b"hi")
+            .unwrap();
+        let expected = format!(
+            "SENDER {}:{id}, HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+            id.to_string().len()
+        );
+        assert_eq!(String::from_utf8(server.recv_reply()).unwrap(), expected);
+        conn.close(&req).unwrap();
+        let close = server.recv_reply();
+        assert_eq!(close, format!("SENDER 1:{id}, ").as_bytes());
+        assert!(Reply::parse(&close, 128).unwrap().is_close());
+    }
+}
+
+#[test]
+fn deliver_splits_large_id_lists() {
+    let server = FakeServer::new();
+    let conn = server.connect_handler();
+    let ids: Vec<u64> = (1..=300).collect();
+    conn.deliver("SENDER", &ids, b"news").unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let msg = server.recv_reply();
+        let reply = Reply::parse(&msg, 128).unwrap();
+        assert_eq!(reply.body(), &Body::Data(b"news"));
+        seen.extend(reply.ids());
+    }
+    assert_eq!(seen, ids);
+    assert!(conn.deliver("SENDER", &[], b"x").unwrap_err().is_usage());
+    assert!(conn.deliver("bad uuid", &[1], b"x").unwrap_err().is_usage());
+}
+
+#[test]
+fn extended_replies_and_notices() {
+    let server = FakeServer::new();
+    let conn = server.connect_handler();
+    server.send_request(Protocol::Json, 42, b"/poll", &[], b"");
+    let req = conn.recv().unwrap();
+    conn.keep_alive(&req).unwrap();
+    assert_eq!(
+        server.recv_reply(),
+        b"SENDER 4:X 42, 31:3:ctl,21:10:keep-alive,4:true!}]"
+    );
+    conn.cancel(&req).unwrap();
+    let msg = server.recv_reply();
+    let reply = Reply::parse(&msg, 128).unwrap();
+    let Body::Extended(ext) = reply.body() else {
+        panic!("not extended")
+    };
+    assert_eq!(ext.key, b"ctl");
+    assert_eq!(ext.value.get(b"cancel"), Some(&Value::Boolean(true)));
+
+    let mut notice = Vec::new();
+    request::encode_disconnect(&mut notice, Protocol::Tnetstring, b"SENDER", 42);
+    server.push.send(notice, 0).unwrap();
+    let req = conn.recv().unwrap();
+    assert!(req.is_disconnect());
+    assert_eq!(req.conn_id(), 42);
+}
+
+#[test]
+fn garbage_from_the_server_is_a_protocol_error() {
+    let server = FakeServer::new();
+    let conn = server.connect_handler();
+    server.push.send(&b"not a request"[..], 0).unwrap();
+    let err = conn.recv().unwrap_err();
+    assert!(err.is_protocol(), "{err}");
+    assert!(conn
+        .recv_timeout(Duration::from_millis(10))
+        .unwrap()
+        .is_none());
+}
