@@ -1,1 +1,316 @@
-//! TODO
+//! The `kennel` command line: config management commands (this module) on
+//! top of [`crate::config`] and [`crate::routing`].
+//!
+//! Owns argument parsing (clap), the text the commands print and their exit
+//! codes. `main.rs` only calls [`main`]. Output goes to a writer the caller
+//! passes, so the commands are testable in-process as well as through the
+//! real binary.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, ConfigError, ServerSelector, Snapshot, Target};
+
+/// Exit code for a config database that is missing, unreadable or invalid
+/// (`EX_USAGE`, as linkerd and friends use for bad configuration).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// Exit code for a question whose answer is "no" (`kennel route` found no
+/// route) or an I/O failure writing the output.
+pub const EXIT_FAILURE: u8 = 1;
+
+const ABOUT: &str = "Kennel: a message-queue web server in the Mongrel2 tradition.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  kennel load --db config.sqlite site.sql       create the schema if needed, then apply site.sql
+  kennel check --db config.sqlite               validate the config (exit 0, or 64 with the error)
+  kennel servers --db config.sqlite             list servers
+  kennel hosts --db config.sqlite --server main list a server's hosts
+  kennel routes --db config.sqlite              list every host's routes and their targets
+  kennel route --db config.sqlite --host example.com /users/42
+                                                which route and target would answer
+  kennel uuid                                   print a fresh UUID for a server or handler";
+
+/// The `kennel` command line.
+#[derive(Debug, Parser)]
+#[command(name = "kennel", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Selects the config database and, when it holds several, the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// The SQLite config database.
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+    /// The server, by uuid or name (needed when the database has several).
+    #[arg(long, value_name = "UUID|NAME")]
+    pub server: Option<String>,
+}
+
+impl DbArgs {
+    fn selector(&self) -> ServerSelector {
+        match &self.server {
+            Some(s) => ServerSelector::UuidOrName(s.clone()),
+            None => ServerSelector::Any,
+        }
+    }
+
+    fn load(&self) -> Result<Snapshot, CliError> {
+        require_file(&self.db)?;
+        Ok(config::load(&self.db, &self.selector())?)
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the schema if the database has none, then apply an SQL file.
+    #[command(after_help = "Example:\n  kennel load --db config.sqlite examples/site/config.sql")]
+    Load {
+        /// The SQLite config database (created if missing).
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The SQL to apply, in one transaction.
+        sql: PathBuf,
+    },
+    /// Validate the config of one server; exit 0, or 64 with the precise error.
+    #[command(after_help = "Example:\n  kennel check --db config.sqlite --server main")]
+    Check(DbArgs),
+    /// List the servers.
+    Servers {
+        /// The SQLite config database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+    },
+    /// List a server's hosts.
+    Hosts(DbArgs),
+    /// List routes and their targets (every host's, or one host's).
+    Routes {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only this host (by name).
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Show which host, route and target would answer a request.
+    #[command(after_help = "Example:\n  kennel route --db config.sqlite --host localhost:6767 /users/42")]
+    Route {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The request's Host header (a port is ignored); the default host
+        /// answers when nothing matches.
+        #[arg(long)]
+        host: String,
+        /// The request path.
+        path: String,
+    },
+    /// Print Kennel's version.
+    Version,
+    /// Print a new random UUID.
+    Uuid,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The config database is missing, unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file named on the command line cannot be read.
+    #[error("{}: {source}", .path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A name given on the command line matches nothing.
+    #[error("{0}")]
+    NotFound(String),
+    /// The question's answer is "no".
+    #[error("{0}")]
+    NoMatch(String),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) | CliError::File { .. } | CliError::NotFound(_) => EXIT_CONFIG,
+            CliError::NoMatch(_) | CliError::Output(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+fn require_file(path: &Path) -> Result<(), CliError> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|source| CliError::File {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Parses the process arguments, runs the command and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match run(&cli.command, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("kennel: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs one command, writing its output to `out`.
+pub fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        Command::Load { db, sql } => {
+            let text = std::fs::read_to_string(sql).map_err(|source| CliError::File {
+                path: sql.clone(),
+                source,
+            })?;
+            config::apply_sql(db, &text)?;
+            writeln!(out, "loaded {} into {}", sql.display(), db.display())?;
+        }
+        Command::Check(args) => {
+            let snapshot = args.load()?;
+            for warning in &snapshot.warnings {
+                writeln!(out, "warning: {warning}")?;
+            }
+            let routes: usize = snapshot.hosts.iter().map(|h| h.routes.len()).sum();
+            writeln!(
+                out,
+                "ok: server {} ({}): {} hosts, {} routes, {} handlers, {} directories, {} proxies",
+                display_name(&snapshot),
+                snapshot.server.uuid,
+                snapshot.hosts.len(),
+                routes,
+                snapshot.handlers.len(),
+                snapshot.dirs.len(),
+                snapshot.proxies.len(),
+            )?;
+        }
+        Command::Servers { db } => {
+            require_file(db)?;
+            let conn = rusqlite::Connection::open_with_flags(
+                db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|source| ConfigError::Open {
+                path: db.clone(),
+                source,
+            })?;
+            writeln!(out, "SERVERS:\n------")?;
+            for server in config::list_servers(&conn)? {
+                writeln!(
+                    out,
+                    "{} {} {} {}:{}",
+                    server.name, server.default_host, server.uuid, server.bind_addr, server.port
+                )?;
+            }
+        }
+        Command::Hosts(args) => {
+            let snapshot = args.load()?;
+            writeln!(out, "HOSTS in {}:\n-----", display_name(&snapshot))?;
+            for (i, host) in snapshot.hosts.iter().enumerate() {
+                let default = if i == snapshot.default_host { " (default)" } else { "" };
+                writeln!(out, "{} {} matching {}{}", host.id, host.name, host.matching, default)?;
+            }
+        }
+        Command::Routes { db, host } => {
+            let snapshot = db.load()?;
+            let hosts: Vec<_> = match host {
+                Some(name) => {
+                    let found: Vec<_> = snapshot.hosts.iter().filter(|h| &h.name == name).collect();
+                    if found.is_empty() {
+                        return Err(CliError::NotFound(format!(
+                            "server {} has no host named {name:?}",
+                            display_name(&snapshot)
+                        )));
+                    }
+                    found
+                }
+                None => snapshot.hosts.iter().collect(),
+            };
+            for host in hosts {
+                writeln!(
+                    out,
+                    "ROUTES in host {}, server {}\n-----",
+                    host.name,
+                    display_name(&snapshot)
+                )?;
+                for (key, target) in host.routes.iter() {
+                    writeln!(out, "{key} -> {}", describe_target(&snapshot, *target))?;
+                }
+            }
+        }
+        Command::Route { db, host, path } => {
+            let snapshot = db.load()?;
+            let (index, how) = match snapshot.host_table.lookup(host) {
+                Some(&i) => (i, "matched"),
+                None => (snapshot.default_host, "default host"),
+            };
+            let chosen = &snapshot.hosts[index];
+            writeln!(
+                out,
+                "host: {} (id {}, matching {}, {how})",
+                chosen.name, chosen.id, chosen.matching
+            )?;
+            let Some(found) = chosen.routes.lookup(path.as_bytes()) else {
+                return Err(CliError::NoMatch(format!(
+                    "no route for {path:?} on host {}",
+                    chosen.name
+                )));
+            };
+            writeln!(out, "route: {} (prefix {:?})", found.key, found.prefix)?;
+            writeln!(out, "target: {}", describe_target(&snapshot, *found.target))?;
+        }
+        Command::Version => writeln!(out, "kennel {}", env!("CARGO_PKG_VERSION"))?,
+        Command::Uuid => writeln!(out, "{}", uuid::Uuid::new_v4())?,
+    }
+    Ok(())
+}
+
+fn display_name(snapshot: &Snapshot) -> &str {
+    if snapshot.server.name.is_empty() {
+        &snapshot.server.uuid
+    } else {
+        &snapshot.server.name
+    }
+}
+
+fn describe_target(snapshot: &Snapshot, target: Target) -> String {
+    match target {
+        Target::Handler(i) => {
+            let h = &snapshot.handlers[i];
+            format!(
+                "handler {} (send {} as {}, recv {})",
+                h.id, h.send_spec, h.send_ident, h.recv_spec
+            )
+        }
+        Target::Dir(i) => {
+            let d = &snapshot.dirs[i];
+            format!("dir {} (base {}, index {})", d.id, d.base, d.index_file)
+        }
+        Target::Proxy(i) => {
+            let p = &snapshot.proxies[i];
+            format!("proxy {} ({}:{})", p.id, p.addr, p.port)
+        }
+    }
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `kennel` binary: a thin shell over the library's command line.
+
+fn main() -> std::process::ExitCode {
+    kennel::cli::main()
+}

@@ -1,0 +1,197 @@
+//! The real `kennel` binary on real SQLite files: the fixture made by
+//! Mongrel2's own `m2sh load`, and databases built with `kennel load`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kennel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kennel"))
+        .args(args)
+        .output()
+        .expect("run kennel")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mongrel2.sqlite")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn servers_lists_both_fixture_servers() {
+    let db = fixture();
+    let o = kennel(&["servers", "--db", db.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "SERVERS:\n------\n\
+         main localhost f400bf85-4538-4f7a-8908-67e313d515c2 0.0.0.0:6767\n\
+         admin admin.local 0c2ab3d2-0b6b-4d12-9a5c-1a0b38c3d9aa 127.0.0.1:6768\n"
+    );
+}
+
+#[test]
+fn check_needs_a_server_when_there_are_several() {
+    let db = fixture();
+    let o = kennel(&["check", "--db", db.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("the config database has 2 servers; choose one by uuid or name"), "{}", stderr(&o));
+
+    let o = kennel(&["check", "--db", db.to_str().unwrap(), "--server", "main"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("warning: ") && out.contains("frobnicate.level"), "{out}");
+    assert!(out.contains("ok: server main (f400bf85-4538-4f7a-8908-67e313d515c2): 3 hosts, 10 routes"), "{out}");
+
+    let o = kennel(&["check", "--db", db.to_str().unwrap(), "--server", "0c2ab3d2-0b6b-4d12-9a5c-1a0b38c3d9aa"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("ok: server admin"));
+
+    let o = kennel(&["check", "--db", db.to_str().unwrap(), "--server", "nope"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+}
+
+#[test]
+fn hosts_and_routes_print_m2sh_style() {
+    let db = fixture();
+    let db = db.to_str().unwrap();
+    let o = kennel(&["hosts", "--db", db, "--server", "main"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "HOSTS in main:\n-----\n\
+         1 localhost matching localhost (default)\n\
+         2 wildcard matching (.+)example.com\n\
+         3 other.test matching other.test\n"
+    );
+    let o = kennel(&["routes", "--db", db, "--server", "main", "--host", "localhost"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("ROUTES in host localhost, server main\n-----\n"), "{out}");
+    assert!(out.contains("/users/(\\d+)$ -> handler "), "{out}");
+    assert!(out.contains("/static/ -> dir "), "{out}");
+    assert!(out.contains("/app/ -> proxy ") && out.contains("(127.0.0.1:8080)"), "{out}");
+    assert_eq!(out.lines().count(), 2 + 7, "{out}");
+
+    let o = kennel(&["routes", "--db", db, "--server", "main", "--host", "nosuch"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("no host named \"nosuch\""));
+}
+
+#[test]
+fn route_answers_which_target_serves_a_request() {
+    let db = fixture();
+    let db = db.to_str().unwrap();
+    let route = |host: &str, path: &str| kennel(&["route", "--db", db, "--server", "main", "--host", host, path]);
+
+    let o = route("localhost:6767", "/users/42");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("host: localhost (id 1, matching localhost, matched)"), "{out}");
+    assert!(out.contains("route: /users/(\\d+)$ (prefix \"/users/\")"), "{out}");
+    assert!(out.contains("target: handler "), "{out}");
+
+    // Not a number: the pattern fails, so the longer prefix does not answer.
+    let out = stdout(&route("localhost", "/users/abc"));
+    assert!(!out.contains("/users/"), "{out}");
+
+    let out = stdout(&route("WWW.EXAMPLE.COM", "/api/x"));
+    assert!(out.contains("host: wildcard"), "{out}");
+    assert!(out.contains("route: /api/"), "{out}");
+
+    let out = stdout(&route("unknown.test", "/static/a.css"));
+    assert!(out.contains("host: localhost (id 1, matching localhost, default host)"), "{out}");
+    assert!(out.contains("route: /static/ ") && out.contains("target: dir "), "{out}");
+
+    let o = route("other.test", "nothing-starts-like-this");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no route for \"nothing-starts-like-this\" on host other.test"));
+}
+
+#[test]
+fn load_creates_the_schema_and_applies_the_example_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("site.sqlite");
+    let db = db.to_str().unwrap();
+    let sql = repo().join("examples/site/config.sql");
+    let o = kennel(&["load", "--db", db, sql.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Loading again is fine: the schema is only created when missing.
+    let o = kennel(&["load", "--db", db, sql.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = kennel(&["check", "--db", db]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("ok: server example"), "{}", stdout(&o));
+    let o = kennel(&["route", "--db", db, "--host", "localhost", "/hello"]);
+    assert!(stdout(&o).contains("route: /hello"), "{}", stdout(&o));
+}
+
+#[test]
+fn load_reports_sql_errors_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bad.sqlite");
+    let sql = dir.path().join("bad.sql");
+    std::fs::write(
+        &sql,
+        "INSERT INTO host (id, name) VALUES (1, 'a');\nINSERT INTO nosuchtable VALUES (1);\n",
+    )
+    .unwrap();
+    let o = kennel(&["load", "--db", db.to_str().unwrap(), sql.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("nosuchtable"), "{}", stderr(&o));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let hosts: i64 = conn
+        .query_row("SELECT count(*) FROM host", [], |r| r.get(0))
+        .unwrap_or(0);
+    assert_eq!(hosts, 0, "a failed load must not leave rows behind");
+}
+
+#[test]
+fn check_names_table_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.sqlite");
+    let db = db.to_str().unwrap();
+    let sql = repo().join("examples/site/config.sql");
+    assert!(kennel(&["load", "--db", db, sql.to_str().unwrap()]).status.success());
+    let bad = dir.path().join("bad.sql");
+    std::fs::write(&bad, "UPDATE route SET target_type = 'hander' WHERE path = '/hello';").unwrap();
+    assert!(kennel(&["load", "--db", db, bad.to_str().unwrap()]).status.success());
+    let o = kennel(&["check", "--db", db]);
+    assert_eq!(o.status.code(), Some(64));
+    let err = stderr(&o);
+    assert!(err.starts_with("kennel: route "), "{err}");
+    assert!(err.contains("column target_type") && err.contains("\"hander\""), "{err}");
+}
+
+#[test]
+fn missing_database_and_usage_errors() {
+    let o = kennel(&["check", "--db", "/nonexistent/k.sqlite"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("/nonexistent/k.sqlite"), "{}", stderr(&o));
+    let o = kennel(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "clap's usage error");
+    let o = kennel(&["--help"]);
+    assert!(stdout(&o).contains("Examples:"));
+}
+
+#[test]
+fn version_and_uuid() {
+    let o = kennel(&["version"]);
+    assert_eq!(stdout(&o), format!("kennel {}\n", env!("CARGO_PKG_VERSION")));
+    let a = stdout(&kennel(&["uuid"]));
+    let b = stdout(&kennel(&["uuid"]));
+    assert_ne!(a, b);
+    let parsed = uuid::Uuid::parse_str(a.trim()).unwrap();
+    assert_eq!(parsed.get_version_num(), 4);
+}
