@@ -39,18 +39,23 @@
 //! literal suffix (`(.+)example.com` = pattern `(.+)`, suffix
 //! `example.com`). [`HostTable::lookup`] cuts the port off the `Host` header
 //! and compares case-insensitively (Kennel's decision), then:
-//! 1. a host without a pattern matches only the whole name (Kennel: Mongrel2
-//!    also lets `example.com` match `foo.example.com` and `ample.com`,
-//!    verified with `m2sh route -reversed -suffix`); if several have the same
-//!    name, the first inserted wins, as in Mongrel2;
+//! 1. a host without a pattern whose name is the whole host name wins; if
+//!    several have the same name, the first inserted wins, as in Mongrel2;
 //! 2. otherwise, among hosts with a pattern, the **longest** suffix of the
-//!    name wins, as in Mongrel2's `tst_search_suffix`; its pattern, with `$`
-//!    appended as Mongrel2 does, must match all of the name before the
+//!    name is taken, as in Mongrel2's `tst_search_suffix`; its pattern, with
+//!    `$` appended as Mongrel2 does, must match all of the name before the
 //!    suffix (so `(.+)example.com` matches `foo.example.com`, not
 //!    `example.com`). Several hosts with that suffix are tried in the same
 //!    chain order as routes (Mongrel2 tries only the first, so a second one
-//!    could never match); there is no fall back to a shorter suffix;
-//! 3. `None`: the caller uses the server's default host.
+//!    could never match);
+//! 3. a host without a pattern also answers for its subdomains:
+//!    `example.com` matches `www.example.com`, as in Mongrel2, but only at a
+//!    label boundary (Kennel's decision: Mongrel2's suffix tree also lets it
+//!    match `badexample.com` and even `ample.com`, verified with
+//!    `m2sh route -reversed -suffix`). The longest such name is taken; it
+//!    beats a pattern host only when its name is longer than that host's
+//!    suffix, and answers when the pattern hosts' patterns all fail;
+//! 4. `None`: the caller uses the server's default host.
 //!
 //! An empty suffix (`(.+)`) likewise matches every name here; in Mongrel2
 //! it never matches (verified), leaving such names to the default host.
@@ -133,14 +138,24 @@ impl Trie {
     /// The deepest node on `key`'s path that holds entries, and its depth
     /// (how many bytes of `key` its entries' keys have).
     fn longest(&self, key: impl Iterator<Item = u8>) -> Option<(usize, usize)> {
-        let mut best = (!self.chain(Trie::ROOT).is_empty()).then_some((Trie::ROOT, 0));
+        self.longest_where(key, |_| true)
+    }
+
+    /// Like [`Trie::longest`], counting only depths that `accept`.
+    fn longest_where(
+        &self,
+        key: impl Iterator<Item = u8>,
+        accept: impl Fn(usize) -> bool,
+    ) -> Option<(usize, usize)> {
+        let mut best =
+            (!self.chain(Trie::ROOT).is_empty() && accept(0)).then_some((Trie::ROOT, 0));
         let mut node = Trie::ROOT;
         for (depth, byte) in key.enumerate() {
             match self.child(node, byte) {
                 Some(next) => node = next,
                 None => break,
             }
-            if !self.chain(node).is_empty() {
+            if !self.chain(node).is_empty() && accept(depth + 1) {
                 best = Some((node, depth + 1));
             }
         }
@@ -299,7 +314,7 @@ impl<T> HostTable<T> {
             }
             None => {
                 self.names
-                    .insert(matching.bytes().map(|b| b.to_ascii_lowercase()), index);
+                    .insert(matching.bytes().rev().map(|b| b.to_ascii_lowercase()), index);
                 None
             }
         };
@@ -318,23 +333,29 @@ impl<T> HostTable<T> {
         if name.is_empty() {
             return None;
         }
-        if let Some(node) = self.names.exact(name.iter().map(u8::to_ascii_lowercase)) {
+        let reversed = || name.iter().rev().map(u8::to_ascii_lowercase);
+        if let Some(node) = self.names.exact(reversed()) {
             return Some(&self.hosts[self.names.chain(node)[0]].value);
         }
-        let (node, depth) = self
-            .suffixes
-            .longest(name.iter().rev().map(u8::to_ascii_lowercase))?;
-        let rest = &name[..name.len() - depth];
-        self.suffixes
-            .chain(node)
-            .iter()
-            .map(|&i| &self.hosts[i])
-            .find(|host| {
-                host.pattern
+        // A plain name also answers for its subdomains, at a label boundary.
+        let subdomain = self.names.longest_where(reversed(), |depth| {
+            depth < name.len() && name[name.len() - depth - 1] == b'.'
+        });
+        let by_pattern = self.suffixes.longest(reversed()).and_then(|(node, depth)| {
+            if subdomain.is_some_and(|(_, plain)| plain > depth) {
+                return None;
+            }
+            let rest = &name[..name.len() - depth];
+            self.suffixes.chain(node).iter().copied().find(|&i| {
+                self.hosts[i]
+                    .pattern
                     .as_ref()
                     .is_some_and(|p| p.match_prefix(rest).is_some())
             })
-            .map(|host| &host.value)
+        });
+        by_pattern
+            .or_else(|| subdomain.map(|(node, _)| self.names.chain(node)[0]))
+            .map(|i| &self.hosts[i].value)
     }
 
     /// Every host's `matching` text and value, in insertion order.
@@ -573,13 +594,38 @@ mod tests {
     }
 
     #[test]
-    fn plain_names_match_only_the_whole_name() {
+    fn plain_names_match_themselves_and_subdomains_at_a_label_boundary() {
         let table = hosts(&["example.com"]);
         assert_eq!(host(&table, "example.com"), Some("example.com"));
-        // Mongrel2 matches both of these.
-        assert_eq!(host(&table, "foo.example.com"), None);
+        assert_eq!(host(&table, "foo.example.com"), Some("example.com"));
+        assert_eq!(host(&table, "a.b.Example.COM"), Some("example.com"));
+        // Mongrel2 matches these two as well; Kennel does not.
+        assert_eq!(host(&table, "badexample.com"), None);
         assert_eq!(host(&table, "ample.com"), None);
         assert_eq!(host(&table, "example.co"), None);
+        assert_eq!(host(&table, ".example.com"), Some("example.com"));
+
+        // The longest plain name wins.
+        let table = hosts(&["example.com", "api.example.com"]);
+        assert_eq!(host(&table, "v1.api.example.com"), Some("api.example.com"));
+        assert_eq!(host(&table, "www.example.com"), Some("example.com"));
+    }
+
+    #[test]
+    fn plain_subdomains_and_patterns_share_the_longest_suffix_rule() {
+        let table = hosts(&["example.com", "(.+)api.example.com"]);
+        assert_eq!(host(&table, "x.api.example.com"), Some("(.+)api.example.com"));
+        assert_eq!(host(&table, "www.example.com"), Some("example.com"));
+        // The pattern's suffix is longer but its pattern fails: the plain
+        // parent domain still answers.
+        assert_eq!(host(&table, "api.example.com"), Some("example.com"));
+        // Equal lengths: the pattern host is the more specific intent.
+        let table = hosts(&["example.com", "(.+)example.com"]);
+        assert_eq!(host(&table, "foo.example.com"), Some("(.+)example.com"));
+        // A longer plain name beats a shorter pattern suffix.
+        let table = hosts(&["(.+).com", "example.com"]);
+        assert_eq!(host(&table, "www.example.com"), Some("example.com"));
+        assert_eq!(host(&table, "www.other.com"), Some("(.+).com"));
     }
 
     #[test]
