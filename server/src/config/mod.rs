@@ -325,3 +325,50 @@ pub fn load_from(conn: &Connection, selector: &ServerSelector) -> Result<Snapsho
 pub fn list_servers(conn: &Connection) -> Result<Vec<Server>, ConfigError> {
     load::list_servers(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Snapshot>();
+        shareable::<std::sync::Arc<Snapshot>>();
+    }
+
+    #[test]
+    fn control_port_column_wins_over_the_setting() {
+        let mut server = Server {
+            id: 1,
+            uuid: "u".into(),
+            name: String::new(),
+            access_log: String::new(),
+            error_log: String::new(),
+            pid_file: String::new(),
+            chroot: String::new(),
+            default_host: "h".into(),
+            bind_addr: "0.0.0.0".into(),
+            port: 0,
+            use_ssl: false,
+            control_port: String::new(),
+        };
+        let snapshot = |server: Server| Snapshot {
+            server,
+            hosts: Vec::new(),
+            host_table: HostTable::new(),
+            default_host: 0,
+            handlers: Vec::new(),
+            dirs: Vec::new(),
+            proxies: Vec::new(),
+            settings: Settings::default(),
+            mimetypes: MimeTypes::new(),
+            filters: Vec::new(),
+            xrequests: Vec::new(),
+            warnings: Vec::new(),
+        };
+        assert_eq!(snapshot(server.clone()).control_port(), "ipc://run/control");
+        server.control_port = "tcp://127.0.0.1:5555".into();
+        assert_eq!(snapshot(server).control_port(), "tcp://127.0.0.1:5555");
+    }
+}
