@@ -1,0 +1,322 @@
+//! The `setting` table as a typed [`Settings`] struct.
+//!
+//! Owns: every key Mongrel2 1.12.2 reads (PROTOCOL.md §2.5) and Kennel's own
+//! `kennel.*` keys, their defaults, and how a value string is parsed.
+//! Does not own: reading rows (see `load`), or acting on a setting.
+//! Called by the loader once per snapshot.
+
+/// A file mode as written in `upload.temp_store_mode`: octal digits, such as
+/// `0600`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+/// How one setting value is parsed from its text form.
+trait SettingValue: Sized {
+    /// Parses `text` (the `setting.value` of `key`); the error is the
+    /// problem, worded for `setting N: column value: <problem>`.
+    fn parse_setting(text: &str, key: &str) -> Result<Self, String>;
+}
+
+fn parse_integer(text: &str, key: &str, min: i128, max: i128) -> Result<i128, String> {
+    let n: i128 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an integer for {key}"))?;
+    if n < min || n > max {
+        return Err(format!(
+            "{text:?} is out of range for {key} (expected {min} to {max})"
+        ));
+    }
+    Ok(n)
+}
+
+macro_rules! integer_setting {
+    ($($ty:ty),*) => {$(
+        impl SettingValue for $ty {
+            fn parse_setting(text: &str, key: &str) -> Result<Self, String> {
+                let n = parse_integer(text, key, <$ty>::MIN as i128, <$ty>::MAX as i128)?;
+                Ok(n as $ty)
+            }
+        }
+    )*};
+}
+integer_setting!(u32, u64, usize);
+
+/// Mongrel2 reads flags as integers: 0 is off, any other integer is on.
+impl SettingValue for bool {
+    fn parse_setting(text: &str, key: &str) -> Result<Self, String> {
+        let n = parse_integer(text, key, i64::MIN as i128, i64::MAX as i128)?;
+        Ok(n != 0)
+    }
+}
+
+impl SettingValue for Option<String> {
+    fn parse_setting(text: &str, _key: &str) -> Result<Self, String> {
+        Ok(Some(text.to_owned()))
+    }
+}
+
+impl SettingValue for String {
+    fn parse_setting(text: &str, _key: &str) -> Result<Self, String> {
+        Ok(text.to_owned())
+    }
+}
+
+impl SettingValue for FileMode {
+    fn parse_setting(text: &str, key: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not an octal file mode for {key}");
+        if text.is_empty() || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(bad());
+        }
+        match u32::from_str_radix(text, 8) {
+            Ok(mode) if mode <= 0o7777 => Ok(FileMode(mode)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// What [`Settings::apply`] made of one `setting` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A known key; the field was set.
+    Set,
+    /// A key neither Mongrel2 1.12 nor Kennel reads (a warning, not an error).
+    Unknown,
+}
+
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $key:literal => $field:ident : $ty:ty = $default:expr;
+    )*) => {
+        /// Global settings: the rows of the `setting` table, typed, with
+        /// Mongrel2 1.12.2's defaults for every key that is absent.
+        ///
+        /// Each field is named after its key (`limits.buffer_size` →
+        /// `limits_buffer_size`). Several keys tune Mongrel2 internals that
+        /// Kennel does not have (coroutine stacks, superpoll); they are
+        /// parsed and validated so a Mongrel2 database loads, and otherwise
+        /// ignored.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Settings {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings { $( $field: $default, )* }
+            }
+        }
+
+        impl Settings {
+            /// Every key Kennel knows, in the order of PROTOCOL.md §2.5
+            /// followed by Kennel's own.
+            pub const KEYS: &'static [&'static str] = &[$($key),*];
+
+            /// Sets the field for `key` from its text `value`. An unknown
+            /// key leaves the settings unchanged; a value that does not
+            /// parse is an error naming the value and the key.
+            pub fn apply(&mut self, key: &str, value: &str) -> Result<Applied, String> {
+                match key {
+                    $( $key => {
+                        self.$field = <$ty as SettingValue>::parse_setting(value, key)?;
+                        Ok(Applied::Set)
+                    } )*
+                    _ => Ok(Applied::Unknown),
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Default `ipc://run/control`. The control port's ZeroMQ spec, used when
+    /// the server row's `control_port` column is empty (the column wins).
+    "control_port" => control_port: String = "ipc://run/control".to_owned();
+    /// Default 0. When on, no access log is written.
+    "disable.access_logging" => disable_access_logging: bool = false;
+    /// Default 4096 bytes (Mongrel2's manual says 2048; the code uses 4096).
+    /// The per-connection read buffer, which bounds the request head.
+    "limits.buffer_size" => limits_buffer_size: usize = 4096;
+    /// Default 5. Reads allowed to complete a request head.
+    "limits.client_read_retries" => limits_client_read_retries: u32 = 5;
+    /// Default 32768 bytes. Mongrel2's coroutine stack; Kennel has none.
+    "limits.connection_stack_size" => limits_connection_stack_size: usize = 32768;
+    /// Default 20480 bytes. Largest request body held in memory; larger
+    /// bodies go to a temp file (`upload.temp_store`), are streamed
+    /// (`upload.stream`) or get 413.
+    "limits.content_length" => limits_content_length: usize = 20480;
+    /// Default 256 bytes. Longest Dir `base` (checked at load) and route
+    /// prefix for Dir targets.
+    "limits.dir_max_path" => limits_dir_max_path: usize = 256;
+    /// Default 16384 bytes. Block size when sending a static file.
+    "limits.dir_send_buffer" => limits_dir_send_buffer: usize = 16384;
+    /// Default 102400 bytes. Mongrel2's IO reactor task stack; Kennel has none.
+    "limits.fdtask_stack" => limits_fdtask_stack: usize = 102400;
+    /// Default 102400 bytes. Mongrel2's handler task stack; Kennel has none.
+    "limits.handler_stack" => limits_handler_stack: usize = 102400;
+    /// Default 128. Most connection ids one handler reply may address.
+    "limits.handler_targets" => limits_handler_targets: usize = 128;
+    /// Default 1280. Most distinct header names in one request.
+    "limits.header_count" => limits_header_count: usize = 1280;
+    /// Default 256 bytes. Longest `host.name` / `host.matching` (checked at
+    /// load).
+    "limits.host_name" => limits_host_name: usize = 256;
+    /// Default 128 bytes. Longest `mimetype.extension`; Mongrel2 accepts
+    /// only extensions shorter than this (checked at load).
+    "limits.mime_ext_len" => limits_mime_ext_len: usize = 128;
+    /// Default 100. Reads allowed to get a proxy back end's response head.
+    "limits.proxy_read_retries" => limits_proxy_read_retries: u32 = 100;
+    /// Default 10. Proxy read retries after which a warning is logged.
+    "limits.proxy_read_retry_warn" => limits_proxy_read_retry_warn: u32 = 10;
+    /// Default 256 bytes. Read and logged by Mongrel2 but enforced nowhere.
+    "limits.url_path" => limits_url_path: usize = 256;
+    /// Default 10 seconds. Interval of the clock tick and idle-connection
+    /// sweep.
+    "limits.tick_timer" => limits_tick_timer: u64 = 10;
+    /// Default 120 seconds. A connection idle longer fails the ping check.
+    "limits.min_ping" => limits_min_ping: u64 = 120;
+    /// Default 300 bytes/s. A slower reader fails the read-rate check.
+    "limits.min_read_rate" => limits_min_read_rate: u64 = 300;
+    /// Default 300 bytes/s. A slower writer fails the write-rate check.
+    "limits.min_write_rate" => limits_min_write_rate: u64 = 300;
+    /// Default 2. A connection is killed when **more than** this many of the
+    /// three checks fail (so by default all three must fail).
+    "limits.kill_limit" => limits_kill_limit: u32 = 2;
+    /// Default 4. Mongrel2's poll/epoll split; Kennel has no equivalent.
+    "superpoll.hot_dividend" => superpoll_hot_dividend: u32 = 4;
+    /// Default 10240. Open-file limit (RLIMIT_NOFILE) to request at start.
+    "superpoll.max_fd" => superpoll_max_fd: u64 = 10240;
+    /// Default unset (no large uploads to disk). `mkstemp` template, ending
+    /// in `XXXXXX`, for request bodies above `limits.content_length`.
+    "upload.temp_store" => upload_temp_store: Option<String> = None;
+    /// Default `0600` (Mongrel2's manual says 0666; the code uses 0600).
+    /// Mode of upload temp files, in octal.
+    "upload.temp_store_mode" => upload_temp_store_mode: FileMode = FileMode(0o600);
+    /// Default 0. When on, large bodies are streamed to the handler with
+    /// credits instead of being written to a temp file.
+    "upload.stream" => upload_stream: bool = false;
+    /// Default 0. When on, handlers get credit notices and each
+    /// connection's queue is capped in bytes.
+    "download.flow_control" => download_flow_control: bool = false;
+    /// Default 1. ZeroMQ IO threads.
+    "zeromq.threads" => zeromq_threads: u32 = 1;
+    /// Default 0. When on, SO_KEEPALIVE is set on accepted sockets.
+    "net.tcp_keepalive" => net_tcp_keepalive: bool = false;
+    /// Default 1. When on, `kennel CONFIG UUID` forks into the background
+    /// (unless `--foreground`).
+    "server.daemonize" => server_daemonize: bool = true;
+    /// Default 0. When on, a client's own `X-Forwarded-For` is kept.
+    "no_clobber_xff" => no_clobber_xff: bool = false;
+    /// Default 0. When on, `{ } ^` are allowed in request URIs.
+    "request.relaxed" => request_relaxed: bool = false;
+    /// Default unset. Directory of TLS certificates (`<uuid>.crt`/`.key`,
+    /// `<hostname>.crt`/`.key` for SNI); must end with `/`.
+    "certdir" => certdir: Option<String> = None;
+    /// Default unset (all suites). Space-separated TLS cipher suite names.
+    "ssl_ciphers" => ssl_ciphers: Option<String> = None;
+    /// Default unset. CA file used to verify client certificates.
+    "ssl.ca_chain" => ssl_ca_chain: Option<String> = None;
+    /// Default 0. When on, client certificates are requested and verified
+    /// if sent.
+    "ssl.verify_optional" => ssl_verify_optional: bool = false;
+    /// Default 0. When on, a verified client certificate is required.
+    "ssl.verify_required" => ssl_verify_required: bool = false;
+    /// Kennel. Default 5000 ms. How long a request waits for a handler
+    /// process to connect before Kennel answers 503 with `Retry-After`
+    /// (Mongrel2 waits forever). Long enough that a restarting handler still
+    /// gets the request; `kennel_handler.connect_wait_ms` overrides it per
+    /// handler.
+    "kennel.handler.connect_wait_ms" => kennel_handler_connect_wait_ms: u64 = 5000;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_mongrel2s() {
+        let s = Settings::default();
+        assert_eq!(s.control_port, "ipc://run/control");
+        assert_eq!(s.limits_buffer_size, 4096);
+        assert_eq!(s.limits_content_length, 20480);
+        assert_eq!(s.limits_kill_limit, 2);
+        assert_eq!(s.upload_temp_store, None);
+        assert_eq!(s.upload_temp_store_mode, FileMode(0o600));
+        assert!(s.server_daemonize);
+        assert!(!s.upload_stream);
+        assert_eq!(s.kennel_handler_connect_wait_ms, 5000);
+        assert_eq!(Settings::KEYS.len(), 39);
+    }
+
+    #[test]
+    fn every_key_is_settable() {
+        for key in Settings::KEYS {
+            let mut s = Settings::default();
+            assert_eq!(s.apply(key, "1"), Ok(Applied::Set), "{key}");
+        }
+    }
+
+    #[test]
+    fn integers_parse_and_reject() {
+        let mut s = Settings::default();
+        assert_eq!(s.apply("limits.buffer_size", "8192"), Ok(Applied::Set));
+        assert_eq!(s.limits_buffer_size, 8192);
+        assert_eq!(
+            s.apply("limits.buffer_size", "abc"),
+            Err(r#""abc" is not an integer for limits.buffer_size"#.to_owned())
+        );
+        assert_eq!(
+            s.apply("limits.buffer_size", "1.5"),
+            Err(r#""1.5" is not an integer for limits.buffer_size"#.to_owned())
+        );
+        assert_eq!(
+            s.apply("zeromq.threads", "-1"),
+            Err(r#""-1" is out of range for zeromq.threads (expected 0 to 4294967295)"#.to_owned())
+        );
+        assert_eq!(s.limits_buffer_size, 8192, "a bad value changes nothing");
+    }
+
+    #[test]
+    fn flags_are_integers() {
+        let mut s = Settings::default();
+        s.apply("server.daemonize", "0").unwrap();
+        assert!(!s.server_daemonize);
+        s.apply("server.daemonize", "2").unwrap();
+        assert!(s.server_daemonize);
+        assert_eq!(
+            s.apply("upload.stream", "yes"),
+            Err(r#""yes" is not an integer for upload.stream"#.to_owned())
+        );
+    }
+
+    #[test]
+    fn file_mode_is_octal() {
+        let mut s = Settings::default();
+        s.apply("upload.temp_store_mode", "0644").unwrap();
+        assert_eq!(s.upload_temp_store_mode, FileMode(0o644));
+        for bad in ["", "0689", "rw", "77777"] {
+            assert_eq!(
+                s.apply("upload.temp_store_mode", bad),
+                Err(format!(
+                    "{bad:?} is not an octal file mode for upload.temp_store_mode"
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn strings_and_unknown_keys() {
+        let mut s = Settings::default();
+        s.apply("upload.temp_store", "/tmp/up.XXXXXX").unwrap();
+        assert_eq!(s.upload_temp_store.as_deref(), Some("/tmp/up.XXXXXX"));
+        assert_eq!(s.apply("frobnicate", "1"), Ok(Applied::Unknown));
+        assert_eq!(s.apply("kennel.nope", "1"), Ok(Applied::Unknown));
+        assert_eq!(
+            Settings {
+                upload_temp_store: None,
+                ..s
+            },
+            Settings::default()
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! The "first site" SQL of `docs/configuration.md` loads and means what the
+//! page says.
+
+use std::path::Path;
+
+use kennel::config::{self, apply_sql, Protocol, ServerSelector, Target};
+
+fn first_site_sql() -> String {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let after = doc
+        .split_once("<!-- first-site:")
+        .expect("first-site marker")
+        .1;
+    let block = after.split_once("```sql\n").expect("sql block").1;
+    block.split_once("```").expect("end of block").0.to_owned()
+}
+
+#[test]
+fn first_site_from_the_docs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.sqlite");
+    apply_sql(&path, &first_site_sql()).unwrap();
+    let s = config::load(&path, &ServerSelector::UuidOrName("main".into())).unwrap();
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert_eq!(s.server.uuid, "2f62bd5b-9e59-49cd-993c-3b6013c28f05");
+    assert_eq!(s.server.port, 6767);
+    let routes: Vec<(&str, Target)> = s
+        .default_host()
+        .routes
+        .iter()
+        .map(|(k, t)| (k, *t))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("/app/", Target::Handler(0)),
+            ("/static/", Target::Dir(0)),
+            ("/", Target::Proxy(0)),
+        ]
+    );
+    assert_eq!(s.handlers[0].protocol, Protocol::Json);
+    assert_eq!(s.handlers[0].connect_wait_ms, 10000);
+    assert_eq!(s.settings.kennel_handler_connect_wait_ms, 3000);
+    assert_eq!(s.settings.limits_content_length, 102400);
+    assert!(!s.settings.server_daemonize);
+    assert_eq!(s.dirs[0].base, "public/");
+    assert_eq!(
+        (s.proxies[0].addr.as_str(), s.proxies[0].port),
+        ("127.0.0.1", 8080)
+    );
+    assert_eq!(
+        s.mimetypes.lookup("/site.webmanifest"),
+        Some("application/manifest+json")
+    );
+}
