@@ -25,7 +25,7 @@ use crate::tnetstring::{self, Value};
 
 /// How the header block of a request message is encoded: the `handler`
 /// table's `protocol` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Protocol {
     /// A netstring holding a JSON object (Mongrel2's default).
     #[default]

@@ -106,7 +106,6 @@ fn route_to_a_missing_handler_dir_or_proxy() {
 }
 
 #[test]
-#[ignore = "the routing stub on this branch accepts every pattern; un-ignore with the real routing"]
 fn bad_route_pattern() {
     let message = error_with("UPDATE route SET path = '/x/([a-z' WHERE id = 1");
     assert!(

@@ -179,14 +179,8 @@ pub enum Target {
     Proxy(usize),
 }
 
-/// How a handler wants request headers encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// JSON headers (`protocol` is `json`, or anything but `tnetstring`).
-    Json,
-    /// tnetstring headers (`protocol` is `tnetstring`).
-    Tnetstring,
-}
+/// How a handler wants request headers encoded: the wire protocol's own type.
+pub use kennel_handler::request::Protocol;
 
 /// A handler: one PUSH/SUB socket pair. Rows with the same `send_spec` and
 /// `recv_spec` are one handler, as in Mongrel2; the first row's other
