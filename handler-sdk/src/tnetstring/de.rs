@@ -542,3 +542,337 @@ impl<'de> VariantAccess<'de> for Variant<'de> {
         de.visit_dict(visitor).map_err(|e| e.at_offset(at))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tnetstring::{parse, to_vec, Value};
+    use proptest::prelude::*;
+    use serde::de::IgnoredAny;
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Command<'a> {
+        Help,
+        Status { what: &'a str },
+        Kill { id: u64 },
+    }
+
+    /// The control port's `[command, {args}]`.
+    fn command(input: &[u8]) -> Result<(&str, BTreeMap<&str, Value<'_>>), Error> {
+        from_slice(input)
+    }
+
+    #[test]
+    fn control_port_requests() {
+        let (name, args) = command(b"26:6:status,13:4:what,3:net,}]").unwrap();
+        assert_eq!(name, "status");
+        assert_eq!(args["what"], Value::String(b"net"));
+        let (name, args) = command(b"21:4:kill,10:2:id,2:42#}]").unwrap();
+        assert_eq!((name, args["id"].as_int()), ("kill", Some(42)));
+        assert!(command(b"10:4:help,0:}]").unwrap().1.is_empty());
+    }
+
+    #[test]
+    fn enums_from_strings_and_one_entry_dicts() {
+        assert_eq!(from_slice::<Command<'_>>(b"4:help,"), Ok(Command::Help));
+        assert_eq!(
+            from_slice::<Command<'_>>(b"10:4:help,0:~}"),
+            Ok(Command::Help)
+        );
+        assert_eq!(
+            from_slice::<Command<'_>>(b"26:6:status,13:4:what,3:net,}}"),
+            Ok(Command::Status { what: "net" })
+        );
+        assert_eq!(
+            from_slice::<Command<'_>>(b"21:4:kill,10:2:id,2:42#}}"),
+            Ok(Command::Kill { id: 42 })
+        );
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "kebab-case")]
+    enum Ctl {
+        Credits(u32),
+        KeepAlive(IgnoredAny),
+        Cancel(IgnoredAny),
+    }
+
+    #[test]
+    fn extended_replies() {
+        assert_eq!(
+            from_slice::<(&str, Ctl)>(b"24:3:ctl,14:7:credits,1:5#}]"),
+            Ok(("ctl", Ctl::Credits(5)))
+        );
+        assert_eq!(
+            from_slice::<(&str, Ctl)>(b"31:3:ctl,21:10:keep-alive,4:true!}]"),
+            Ok(("ctl", Ctl::KeepAlive(IgnoredAny)))
+        );
+    }
+
+    #[test]
+    fn strings_and_bytes_borrow_from_the_input() {
+        let input = b"12:3:abc,3:\xff\x00z,]";
+        let (text, bytes): (&str, &[u8]) = from_slice(input).unwrap();
+        assert_eq!((text, bytes), ("abc", &b"\xff\x00z"[..]));
+        assert!(std::ptr::eq(text.as_ptr(), input[5..].as_ptr()));
+        assert!(std::ptr::eq(bytes.as_ptr(), input[11..].as_ptr()));
+    }
+
+    #[test]
+    fn wrong_types_name_the_offset() {
+        assert_eq!(
+            from_slice::<u32>(b"1:5,"),
+            Err(Error::WrongTag {
+                at: 0,
+                expected: "integer",
+                found: Tag::String
+            })
+        );
+        let err = from_slice::<(&str, Ctl)>(b"25:3:ctl,15:7:credits,2:no,}]").unwrap_err();
+        assert_eq!(
+            err,
+            Error::WrongTag {
+                at: 22,
+                expected: "integer",
+                found: Tag::String
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "tnetstring at byte 22: expected integer, found string (`,`)"
+        );
+        assert_eq!(
+            from_slice::<bool>(b"0:~"),
+            Err(Error::WrongTag {
+                at: 0,
+                expected: "boolean",
+                found: Tag::Null
+            })
+        );
+        assert!(matches!(
+            from_slice::<Command<'_>>(b"1:1#"),
+            Err(Error::WrongTag { .. })
+        ));
+    }
+
+    #[test]
+    fn text_must_be_utf8() {
+        assert_eq!(
+            from_slice::<&str>(b"1:\xff,"),
+            Err(Error::NotUtf8 { at: 2 })
+        );
+        assert_eq!(from_slice::<String>(b"2:ok,"), Ok("ok".to_string()));
+        assert_eq!(from_slice::<char>(b"2:\xc3\xa9,"), Ok('é'));
+        assert!(from_slice::<char>(b"2:ab,").is_err());
+    }
+
+    #[test]
+    fn integers_must_fit_the_target() {
+        assert_eq!(
+            from_slice::<u8>(b"3:300#"),
+            Err(Error::IntegerOutOfRange {
+                at: 0,
+                value: 300,
+                target: "u8"
+            })
+        );
+        assert!(matches!(
+            from_slice::<u64>(b"2:-1#"),
+            Err(Error::IntegerOutOfRange { target: "u64", .. })
+        ));
+        assert_eq!(from_slice::<i64>(b"20:-9223372036854775808#"), Ok(i64::MIN));
+        assert_eq!(from_slice::<u128>(b"2:42#"), Ok(42));
+        assert!(matches!(
+            from_slice::<i64>(b"19:9223372036854775808#"),
+            Err(Error::BadInteger { at: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn floats_read_integers_too() {
+        assert_eq!(from_slice::<f64>(b"1:3#"), Ok(3.0));
+        assert_eq!(from_slice::<f64>(b"8:2.500000^"), Ok(2.5));
+        assert_eq!(from_slice::<f32>(b"3:0.1^"), Ok(0.1f32));
+        assert!(matches!(
+            from_slice::<f64>(b"3:nan^"),
+            Err(Error::BadFloat { .. })
+        ));
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Kill {
+        id: u64,
+    }
+
+    #[test]
+    fn custom_errors_carry_the_offset_of_their_value() {
+        let err = from_slice::<(&str, Kill)>(b"19:4:kill,9:2:di,1:1#}]").unwrap_err();
+        assert_eq!(err.to_string(), "tnetstring at byte 10: missing field `id`");
+        let err = from_slice::<Command<'_>>(b"10:4:quit,0:~}").unwrap_err();
+        assert_eq!(err.offset(), Some(3));
+        assert!(err.to_string().contains("unknown variant `quit`"), "{err}");
+    }
+
+    #[test]
+    fn extra_list_elements_and_dict_entries_are_errors() {
+        let err = from_slice::<(u8, u8)>(b"12:1:1#1:2#1:3#]").unwrap_err();
+        assert_eq!(err.offset(), Some(11));
+        assert_eq!(
+            err.to_string(),
+            "tnetstring at byte 11: list has more than the 2 element(s) expected"
+        );
+        let err = from_slice::<Ctl>(b"26:7:credits,1:5#6:cancel,0:~}").unwrap_err();
+        assert_eq!(err.offset(), Some(17));
+        let err = from_slice::<Ctl>(b"0:}").unwrap_err();
+        assert_eq!(err.offset(), Some(0));
+    }
+
+    #[test]
+    fn trailing_data() {
+        assert_eq!(
+            from_slice::<u8>(b"1:1#1:2#"),
+            Err(Error::TrailingData { at: 4, len: 4 })
+        );
+    }
+
+    #[test]
+    fn ignored_parts_are_still_checked() {
+        // `x` is not a field of Kill, and its value is malformed.
+        assert_eq!(
+            from_slice::<Kill>(b"19:2:id,1:1#1:x,3:yes!}"),
+            Err(Error::BadBoolean {
+                at: 18,
+                text: "yes".into()
+            })
+        );
+        assert_eq!(
+            from_slice::<Kill>(b"20:2:id,1:1#1:x,4:1:a,}}"),
+            Err(Error::MissingValue { at: 18 })
+        );
+    }
+
+    #[test]
+    fn map_keys_can_be_integers() {
+        let map: BTreeMap<u16, bool> = from_slice(b"24:1:7,4:true!2:10,5:false!}").unwrap();
+        assert_eq!(map, BTreeMap::from([(7, true), (10, false)]));
+        assert!(matches!(
+            from_slice::<BTreeMap<u16, bool>>(b"11:1:x,4:true!}"),
+            Err(Error::BadInteger { at: 5, .. })
+        ));
+    }
+
+    fn nested(levels: usize, open: &[u8], close: u8) -> Vec<u8> {
+        let mut value = b"0:~".to_vec();
+        for _ in 0..levels {
+            let mut outer = format!("{}:", open.len() + value.len()).into_bytes();
+            outer.extend_from_slice(open);
+            outer.extend_from_slice(&value);
+            outer.push(close);
+            value = outer;
+        }
+        value
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_through_serde_too() {
+        let lists = nested(2_000, b"", b']');
+        assert!(matches!(
+            from_slice::<Value<'_>>(&lists),
+            Err(Error::TooDeep { .. })
+        ));
+        assert!(matches!(
+            from_slice::<IgnoredAny>(&lists),
+            Err(Error::TooDeep { .. })
+        ));
+        let dicts = nested(2_000, b"1:k,", b'}');
+        assert!(matches!(
+            from_slice::<Value<'_>>(&dicts),
+            Err(Error::TooDeep { .. })
+        ));
+        let ok = nested(MAX_DEPTH, b"", b']');
+        assert!(from_slice::<Value<'_>>(&ok).is_ok());
+        let too_deep = nested(MAX_DEPTH + 1, b"", b']');
+        assert_eq!(from_slice::<Value<'_>>(&too_deep), parse(&too_deep));
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    enum Kind {
+        Unit,
+        Newtype(i64),
+        Tuple(u8, String),
+        Struct { x: f32, y: Option<String> },
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Record {
+        id: u64,
+        name: String,
+        tags: Vec<String>,
+        score: f64,
+        flag: Option<bool>,
+        kind: Kind,
+        extra: BTreeMap<String, i32>,
+        numbered: BTreeMap<u32, Vec<Kind>>,
+        pair: (i8, u16),
+        nothing: (),
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            Just(Kind::Unit),
+            any::<i64>().prop_map(Kind::Newtype),
+            (any::<u8>(), ".*").prop_map(|(a, b)| Kind::Tuple(a, b)),
+            (
+                any::<f32>().prop_filter("finite", |f| f.is_finite()),
+                proptest::option::of(".*")
+            )
+                .prop_map(|(x, y)| Kind::Struct { x, y }),
+        ]
+    }
+
+    prop_compose! {
+        fn record()(
+            id in 0..=i64::MAX as u64,
+            name in ".*",
+            tags in proptest::collection::vec(".*", 0..4),
+            score in crate::tnetstring::value::tests::finite_float(),
+            flag in proptest::option::of(any::<bool>()),
+            kind in kind(),
+            extra in proptest::collection::btree_map(".*", any::<i32>(), 0..4),
+            numbered in proptest::collection::btree_map(any::<u32>(), proptest::collection::vec(kind(), 0..3), 0..3),
+            pair in any::<(i8, u16)>(),
+        ) -> Record {
+            Record { id, name, tags, score, flag, kind, extra, numbered, pair, nothing: () }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn serde_round_trips(record in record()) {
+            let bytes = to_vec(&record).unwrap();
+            prop_assert_eq!(from_slice::<Record>(&bytes).unwrap(), record.clone());
+            // The output is a valid tnetstring that re-encodes to itself.
+            prop_assert_eq!(parse(&bytes).unwrap().to_vec(), bytes.clone());
+            for split in 0..bytes.len() {
+                prop_assert!(from_slice::<Record>(&bytes[..split]).unwrap_err().is_incomplete());
+            }
+        }
+
+        #[test]
+        fn kinds_round_trip(kind in kind()) {
+            let bytes = to_vec(&kind).unwrap();
+            prop_assert_eq!(from_slice::<Kind>(&bytes).unwrap(), kind);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_through_serde(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = from_slice::<Record>(&bytes);
+            let _ = from_slice::<Kind>(&bytes);
+            let value = from_slice::<Value<'_>>(&bytes);
+            prop_assert_eq!(value, parse(&bytes));
+        }
+    }
+}

@@ -609,3 +609,199 @@ impl ser::Serializer for KeySerializer<'_, '_> {
         not_a_key("struct variant")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Serialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize)]
+    struct Status<'a> {
+        what: &'a str,
+    }
+
+    #[derive(Serialize)]
+    struct Kill {
+        id: u64,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum Ctl {
+        Credits(u32),
+        KeepAlive(bool),
+    }
+
+    /// Serializes its bytes with `serialize_bytes`, as `serde_bytes` does.
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: ser::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    fn encoded<T: Serialize + ?Sized>(value: &T) -> String {
+        to_vec(value).unwrap().escape_ascii().to_string()
+    }
+
+    #[test]
+    fn control_port_requests() {
+        assert_eq!(
+            to_vec(&("status", Status { what: "net" })).unwrap(),
+            b"26:6:status,13:4:what,3:net,}]"
+        );
+        assert_eq!(
+            to_vec(&("kill", Kill { id: 42 })).unwrap(),
+            b"21:4:kill,10:2:id,2:42#}]"
+        );
+        assert_eq!(
+            to_vec(&("help", BTreeMap::<String, ()>::new())).unwrap(),
+            b"10:4:help,0:}]"
+        );
+    }
+
+    #[test]
+    fn extended_replies() {
+        assert_eq!(
+            to_vec(&("ctl", Ctl::Credits(5))).unwrap(),
+            b"24:3:ctl,14:7:credits,1:5#}]"
+        );
+        assert_eq!(
+            to_vec(&("ctl", Ctl::KeepAlive(true))).unwrap(),
+            b"31:3:ctl,21:10:keep-alive,4:true!}]"
+        );
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(encoded(&true), "4:true!");
+        assert_eq!(encoded(&-5i8), "2:-5#");
+        assert_eq!(
+            encoded(&u64::try_from(i64::MAX).unwrap()),
+            "19:9223372036854775807#"
+        );
+        assert_eq!(encoded(&i128::from(i64::MIN)), "20:-9223372036854775808#");
+        assert_eq!(encoded(&7u128), "1:7#");
+        assert_eq!(encoded(&1.5f64), "3:1.5^");
+        assert_eq!(encoded(&0.1f32), "3:0.1^");
+        assert_eq!(encoded(&1e21f64), "22:1000000000000000000000^");
+        assert_eq!(encoded(&'é'), "2:\\xc3\\xa9,");
+        assert_eq!(encoded("hi"), "2:hi,");
+        assert_eq!(encoded(&Bytes(b"\xff\x00")), "2:\\xff\\x00,");
+        assert_eq!(encoded(&None::<u8>), "0:~");
+        assert_eq!(encoded(&Some(5u8)), "1:5#");
+        assert_eq!(encoded(&()), "0:~");
+    }
+
+    #[test]
+    fn integers_outside_i64_are_errors() {
+        assert_eq!(
+            to_vec(&(u64::MAX)),
+            Err(Error::IntegerTooLarge {
+                value: u64::MAX.to_string()
+            })
+        );
+        assert_eq!(
+            to_vec(&(i64::MAX as u64 + 1)).unwrap_err().to_string(),
+            "tnetstring encode: integer 9223372036854775808 is outside the i64 range"
+        );
+        assert!(to_vec(&(i128::from(i64::MIN) - 1)).is_err());
+        assert!(to_vec(&u128::MAX).is_err());
+    }
+
+    #[test]
+    fn non_finite_floats_are_errors() {
+        assert!(matches!(
+            to_vec(&f64::NAN),
+            Err(Error::NonFiniteFloat { .. })
+        ));
+        assert_eq!(
+            to_vec(&f64::INFINITY),
+            Err(Error::NonFiniteFloat {
+                value: f64::INFINITY
+            })
+        );
+        assert!(to_vec(&[f32::NEG_INFINITY]).is_err());
+    }
+
+    #[derive(Serialize)]
+    struct Unit;
+
+    #[derive(Serialize)]
+    struct Newtype(u8);
+
+    #[derive(Serialize)]
+    struct Pair(u8, &'static str);
+
+    #[derive(Serialize)]
+    enum Shape {
+        Empty,
+        Circle(u8),
+        Line(u8, u8),
+        Rect { w: u8, h: u8 },
+    }
+
+    #[test]
+    fn structs_and_enums() {
+        assert_eq!(encoded(&Unit), "0:~");
+        assert_eq!(encoded(&Newtype(3)), "1:3#");
+        assert_eq!(encoded(&Pair(1, "a")), "8:1:1#1:a,]");
+        assert_eq!(encoded(&Shape::Empty), "5:Empty,");
+        assert_eq!(encoded(&Shape::Circle(2)), "13:6:Circle,1:2#}");
+        assert_eq!(encoded(&Shape::Line(1, 2)), "18:4:Line,8:1:1#1:2#]}");
+        assert_eq!(
+            encoded(&Shape::Rect { w: 1, h: 2 }),
+            "27:4:Rect,16:1:w,1:1#1:h,1:2#}}"
+        );
+        assert_eq!(encoded(&vec![Some(1u8), None]), "7:1:1#0:~]");
+    }
+
+    #[test]
+    fn map_keys_are_strings() {
+        let numbered = BTreeMap::from([(1u32, "a"), (20, "b")]);
+        assert_eq!(encoded(&numbered), "17:1:1,1:a,2:20,1:b,}");
+        let chars = BTreeMap::from([('x', true)]);
+        assert_eq!(encoded(&chars), "11:1:x,4:true!}");
+        let mut variants = BTreeMap::new();
+        variants.insert(Key::Credits, 1u8);
+        assert_eq!(encoded(&variants), "14:7:credits,1:1#}");
+        assert_eq!(
+            to_vec(&BTreeMap::from([(true, 1u8)])),
+            Err(Error::KeyNotString { found: "boolean" })
+        );
+        assert_eq!(
+            to_vec(&BTreeMap::from([((1u8, 2u8), 1u8)])),
+            Err(Error::KeyNotString { found: "tuple" })
+        );
+    }
+
+    #[derive(Serialize, PartialEq, Eq, PartialOrd, Ord)]
+    #[serde(rename_all = "kebab-case")]
+    enum Key {
+        Credits,
+    }
+
+    #[test]
+    fn serializer_appends() {
+        let mut out = b"SENDER 3:X 7, ".to_vec();
+        ("ctl", Ctl::Credits(5))
+            .serialize(&mut Serializer::new(&mut out))
+            .unwrap();
+        assert_eq!(out, b"SENDER 3:X 7, 24:3:ctl,14:7:credits,1:5#}]");
+    }
+
+    #[test]
+    fn custom_errors_pass_through() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: ser::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(<S::Error as ser::Error>::custom("no thanks"))
+            }
+        }
+        let err = to_vec(&[Refuses]).unwrap_err();
+        assert_eq!(err.to_string(), "tnetstring: no thanks");
+        assert_eq!(err.offset(), None);
+    }
+}
