@@ -784,6 +784,19 @@ mod tests {
     }
 
     #[test]
+    fn payloads_over_max_length_are_errors() {
+        // Building a gigabyte to prove it is too slow for a unit test; the
+        // check every string and container goes through is this one.
+        assert_eq!(check_len(MAX_LENGTH), Ok(()));
+        assert_eq!(
+            check_len(MAX_LENGTH + 1),
+            Err(Error::PayloadTooLong {
+                len: MAX_LENGTH + 1
+            })
+        );
+    }
+
+    #[test]
     fn serializer_appends() {
         let mut out = b"SENDER 3:X 7, ".to_vec();
         ("ctl", Ctl::Credits(5))
