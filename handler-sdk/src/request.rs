@@ -21,7 +21,7 @@
 
 use std::fmt;
 
-use crate::tnetstring::{self, Value};
+use crate::tnetstring::{self, begin_container, end_container, Container, Value};
 
 /// How the header block of a request message is encoded: the `handler`
 /// table's `protocol` column.
@@ -138,8 +138,8 @@ pub fn encode_credits(
     conn_id: u64,
     credits: u64,
 ) {
-    let mut digits = itoa_buf();
-    let credits = format_decimal(&mut digits, credits);
+    let mut digits = [0; 20];
+    let credits = tnetstring::decimal(credits, &mut digits);
     encode_notice(
         out,
         protocol,
@@ -164,7 +164,7 @@ fn encode_notice(
     out.extend_from_slice(b" @* ");
     match protocol {
         Protocol::Json => {
-            let start = begin_length_prefixed(out);
+            let start = begin_container(out);
             out.extend_from_slice(br#"{"METHOD":"JSON""#);
             if let Some(credits) = credits {
                 out.extend_from_slice(br#","DOWNLOAD_CREDITS":""#);
@@ -172,24 +172,24 @@ fn encode_notice(
                 out.push(b'"');
             }
             out.push(b'}');
-            end_length_prefixed(out, start, b',');
+            end_container(out, start, Container::String);
         }
         Protocol::Tnetstring => {
-            let start = begin_length_prefixed(out);
+            let start = begin_container(out);
             tnetstring::write_string(out, b"METHOD");
             tnetstring::write_string(out, b"JSON");
             if let Some(credits) = credits {
                 tnetstring::write_string(out, b"DOWNLOAD_CREDITS");
                 tnetstring::write_string(out, credits);
             }
-            end_length_prefixed(out, start, b'}');
+            end_container(out, start, Container::Dict);
         }
     }
     tnetstring::write_string(out, body);
 }
 
 fn write_json_headers(out: &mut Vec<u8>, head: &RequestHead<'_>) {
-    let start = begin_length_prefixed(out);
+    let start = begin_container(out);
     out.push(b'{');
     let mut first = true;
     let mut key = |out: &mut Vec<u8>, name: &[u8], lower: bool| {
@@ -245,11 +245,11 @@ fn write_json_headers(out: &mut Vec<u8>, head: &RequestHead<'_>) {
         string(out, value);
     }
     out.push(b'}');
-    end_length_prefixed(out, start, b',');
+    end_container(out, start, Container::String);
 }
 
 fn write_tnetstring_headers(out: &mut Vec<u8>, head: &RequestHead<'_>) {
-    let start = begin_length_prefixed(out);
+    let start = begin_container(out);
     // Mongrel2's tnetstring writer builds its buffer backwards, so the
     // server keys come out in this order, before the client headers.
     let server_keys: [(&[u8], Option<&[u8]>); 9] = [
@@ -274,18 +274,18 @@ fn write_tnetstring_headers(out: &mut Vec<u8>, head: &RequestHead<'_>) {
         if values.len() == 1 {
             tnetstring::write_string(out, values[0]);
         } else {
-            let list = begin_length_prefixed(out);
+            let list = begin_container(out);
             for value in values {
                 tnetstring::write_string(out, value);
             }
-            end_length_prefixed(out, list, b']');
+            end_container(out, list, Container::List);
         }
     });
     for (name, value) in head.extra {
         tnetstring::write_string(out, name);
         tnetstring::write_string(out, value);
     }
-    end_length_prefixed(out, start, b'}');
+    end_container(out, start, Container::Dict);
 }
 
 /// Calls `f` once per distinct client header name (first-seen order) with
@@ -324,38 +324,6 @@ fn for_each_client_header(head: &RequestHead<'_>, mut f: impl FnMut(&[u8], &[&[u
     if let (Some(peer), false) = (head.forwarded_for, saw_xff) {
         f(XFF, &[peer]);
     }
-}
-
-/// Reserves room for a length prefix; returns where the payload starts.
-///
-/// Most header blocks are under 10,000 bytes, so four digits are reserved
-/// and the payload is moved only when the length needs more (or fewer).
-fn begin_length_prefixed(out: &mut Vec<u8>) -> usize {
-    out.extend_from_slice(b"0000:");
-    out.len()
-}
-
-fn end_length_prefixed(out: &mut Vec<u8>, payload_start: usize, tag: u8) {
-    let len = out.len() - payload_start;
-    let mut digits = itoa_buf();
-    let digits = format_decimal(&mut digits, len as u64);
-    let reserved = 4;
-    let prefix_start = payload_start - reserved - 1;
-    if digits.len() != reserved {
-        let old_len = out.len();
-        if digits.len() > reserved {
-            let grow = digits.len() - reserved;
-            out.resize(old_len + grow, 0);
-            out.copy_within(payload_start..old_len, payload_start + grow);
-        } else {
-            let shrink = reserved - digits.len();
-            out.copy_within(payload_start..old_len, payload_start - shrink);
-            out.truncate(old_len - shrink);
-        }
-    }
-    out[prefix_start..prefix_start + digits.len()].copy_from_slice(digits);
-    out[prefix_start + digits.len()] = b':';
-    out.push(tag);
 }
 
 fn write_lowercase_string(out: &mut Vec<u8>, name: &[u8]) {
@@ -417,30 +385,13 @@ fn write_unicode_escape(out: &mut Vec<u8>, b: u8) {
     out.push(HEX[usize::from(b & 0xf)]);
 }
 
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-fn format_decimal(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
 fn write_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut buf = itoa_buf();
-    out.extend_from_slice(format_decimal(&mut buf, n));
+    let mut buf = [0; 20];
+    out.extend_from_slice(tnetstring::decimal(n, &mut buf));
 }
 
 /// Why a request message could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RequestError {
     /// The message ends before its `SENDER ID PATH ` prefix does.
     #[error("request message: missing the space after the {0}")]
@@ -554,14 +505,14 @@ impl Request {
         let (headers, protocol) = match header_block {
             Value::String(json) => (parse_json_headers(json)?, Protocol::Json),
             Value::Dict(pairs) => (tnetstring_headers(pairs)?, Protocol::Tnetstring),
-            other => return Err(RequestError::HeaderTag(other.tag() as char)),
+            other => return Err(RequestError::HeaderTag(other.tag().byte() as char)),
         };
         let body = match tnetstring::parse(rest) {
             Ok(Value::String(body)) => body.to_vec(),
             Ok(other) => {
                 return Err(RequestError::Body(format!(
                     "tag {:?}, expected ','",
-                    other.tag() as char
+                    other.tag().byte() as char
                 )))
             }
             Err(e) => return Err(RequestError::Body(e.to_string())),
@@ -941,7 +892,7 @@ mod tests {
 
     #[test]
     fn parses_mongrel2_captures() {
-        let msg = br#"SENDER 1 /handler/foo 58:{"PATH":"/handler/foo","x-dup":["a","b"],"METHOD":"GET"},0:,"#;
+        let msg = br#"SENDER 1 /handler/foo 56:{"PATH":"/handler/foo","x-dup":["a","b"],"METHOD":"GET"},0:,"#;
         let req = Request::parse(msg).unwrap();
         assert_eq!(
             req.headers().get_all("x-dup").collect::<Vec<_>>(),
@@ -970,8 +921,8 @@ mod tests {
             (b"S 1 /p 2:{},0:", "body"),
             (b"S 1 /p 2:{},0:,x", "body"),
             (b"S 1 /p 2:{}#0:,", "header block"),
-            (b"S 1 /p 2:{},1:a]", "body: tag ']'"),
-            (b"S 1 /p 6:1:a,1#}0:,", "header \"a\" is not a string"),
+            (b"S 1 /p 2:{},0:]", "body: tag ']'"),
+            (b"S 1 /p 8:1:a,1:1#}0:,", "header \"a\" is not a string"),
         ];
         for (msg, want) in cases {
             let err = Request::parse(msg).unwrap_err().to_string();
@@ -992,21 +943,6 @@ mod tests {
                 assert!(Request::parse(&out[..cut]).is_err(), "cut at {cut}");
             }
         }
-    }
-
-    #[test]
-    fn length_prefix_shrinks_and_grows() {
-        let mut out = Vec::new();
-        let start = begin_length_prefixed(&mut out);
-        out.extend_from_slice(b"ab");
-        end_length_prefixed(&mut out, start, b',');
-        assert_eq!(out, b"2:ab,");
-        let mut out = b"x".to_vec();
-        let start = begin_length_prefixed(&mut out);
-        out.extend(std::iter::repeat_n(b'z', 123_456));
-        end_length_prefixed(&mut out, start, b',');
-        assert_eq!(&out[..8], b"x123456:");
-        assert_eq!(out.len(), 1 + 7 + 123_456 + 1);
     }
 
     mod props {

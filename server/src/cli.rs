@@ -101,7 +101,9 @@ pub enum Command {
         host: Option<String>,
     },
     /// Show which host, route and target would answer a request.
-    #[command(after_help = "Example:\n  kennel route --db config.sqlite --host localhost:6767 /users/42")]
+    #[command(
+        after_help = "Example:\n  kennel route --db config.sqlite --host localhost:6767 /users/42"
+    )]
     Route {
         #[command(flatten)]
         db: DbArgs,
@@ -229,8 +231,16 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
             let snapshot = args.load()?;
             writeln!(out, "HOSTS in {}:\n-----", display_name(&snapshot))?;
             for (i, host) in snapshot.hosts.iter().enumerate() {
-                let default = if i == snapshot.default_host { " (default)" } else { "" };
-                writeln!(out, "{} {} matching {}{}", host.id, host.name, host.matching, default)?;
+                let default = if i == snapshot.default_host {
+                    " (default)"
+                } else {
+                    ""
+                };
+                writeln!(
+                    out,
+                    "{} {} matching {}{}",
+                    host.id, host.name, host.matching, default
+                )?;
             }
         }
         Command::Routes { db, host } => {

@@ -147,8 +147,7 @@ impl Trie {
         key: impl Iterator<Item = u8>,
         accept: impl Fn(usize) -> bool,
     ) -> Option<(usize, usize)> {
-        let mut best =
-            (!self.chain(Trie::ROOT).is_empty() && accept(0)).then_some((Trie::ROOT, 0));
+        let mut best = (!self.chain(Trie::ROOT).is_empty() && accept(0)).then_some((Trie::ROOT, 0));
         let mut node = Trie::ROOT;
         for (depth, byte) in key.enumerate() {
             match self.child(node, byte) {
@@ -313,8 +312,10 @@ impl<T> HostTable<T> {
                 Some(pattern)
             }
             None => {
-                self.names
-                    .insert(matching.bytes().rev().map(|b| b.to_ascii_lowercase()), index);
+                self.names.insert(
+                    matching.bytes().rev().map(|b| b.to_ascii_lowercase()),
+                    index,
+                );
                 None
             }
         };
@@ -614,7 +615,10 @@ mod tests {
     #[test]
     fn plain_subdomains_and_patterns_share_the_longest_suffix_rule() {
         let table = hosts(&["example.com", "(.+)api.example.com"]);
-        assert_eq!(host(&table, "x.api.example.com"), Some("(.+)api.example.com"));
+        assert_eq!(
+            host(&table, "x.api.example.com"),
+            Some("(.+)api.example.com")
+        );
         assert_eq!(host(&table, "www.example.com"), Some("example.com"));
         // The pattern's suffix is longer but its pattern fails: the plain
         // parent domain still answers.

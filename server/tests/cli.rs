@@ -45,15 +45,31 @@ fn check_needs_a_server_when_there_are_several() {
     let db = fixture();
     let o = kennel(&["check", "--db", db.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(64));
-    assert!(stderr(&o).contains("the config database has 2 servers; choose one by uuid or name"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the config database has 2 servers; choose one by uuid or name"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = kennel(&["check", "--db", db.to_str().unwrap(), "--server", "main"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("warning: ") && out.contains("frobnicate.level"), "{out}");
-    assert!(out.contains("ok: server main (f400bf85-4538-4f7a-8908-67e313d515c2): 3 hosts, 10 routes"), "{out}");
+    assert!(
+        out.contains("warning: ") && out.contains("frobnicate.level"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok: server main (f400bf85-4538-4f7a-8908-67e313d515c2): 3 hosts, 10 routes"),
+        "{out}"
+    );
 
-    let o = kennel(&["check", "--db", db.to_str().unwrap(), "--server", "0c2ab3d2-0b6b-4d12-9a5c-1a0b38c3d9aa"]);
+    let o = kennel(&[
+        "check",
+        "--db",
+        db.to_str().unwrap(),
+        "--server",
+        "0c2ab3d2-0b6b-4d12-9a5c-1a0b38c3d9aa",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("ok: server admin"));
 
@@ -75,13 +91,27 @@ fn hosts_and_routes_print_m2sh_style() {
          2 wildcard matching (.+)example.com\n\
          3 other.test matching other.test\n"
     );
-    let o = kennel(&["routes", "--db", db, "--server", "main", "--host", "localhost"]);
+    let o = kennel(&[
+        "routes",
+        "--db",
+        db,
+        "--server",
+        "main",
+        "--host",
+        "localhost",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.starts_with("ROUTES in host localhost, server main\n-----\n"), "{out}");
+    assert!(
+        out.starts_with("ROUTES in host localhost, server main\n-----\n"),
+        "{out}"
+    );
     assert!(out.contains("/users/(\\d+)$ -> handler "), "{out}");
     assert!(out.contains("/static/ -> dir "), "{out}");
-    assert!(out.contains("/app/ -> proxy ") && out.contains("(127.0.0.1:8080)"), "{out}");
+    assert!(
+        out.contains("/app/ -> proxy ") && out.contains("(127.0.0.1:8080)"),
+        "{out}"
+    );
     assert_eq!(out.lines().count(), 2 + 7, "{out}");
 
     let o = kennel(&["routes", "--db", db, "--server", "main", "--host", "nosuch"]);
@@ -93,13 +123,23 @@ fn hosts_and_routes_print_m2sh_style() {
 fn route_answers_which_target_serves_a_request() {
     let db = fixture();
     let db = db.to_str().unwrap();
-    let route = |host: &str, path: &str| kennel(&["route", "--db", db, "--server", "main", "--host", host, path]);
+    let route = |host: &str, path: &str| {
+        kennel(&[
+            "route", "--db", db, "--server", "main", "--host", host, path,
+        ])
+    };
 
     let o = route("localhost:6767", "/users/42");
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("host: localhost (id 1, matching localhost, matched)"), "{out}");
-    assert!(out.contains("route: /users/(\\d+)$ (prefix \"/users/\")"), "{out}");
+    assert!(
+        out.contains("host: localhost (id 1, matching localhost, matched)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("route: /users/(\\d+)$ (prefix \"/users/\")"),
+        "{out}"
+    );
     assert!(out.contains("target: handler "), "{out}");
 
     // Not a number: the pattern fails, so the longer prefix does not answer.
@@ -111,8 +151,14 @@ fn route_answers_which_target_serves_a_request() {
     assert!(out.contains("route: /api/"), "{out}");
 
     let out = stdout(&route("unknown.test", "/static/a.css"));
-    assert!(out.contains("host: localhost (id 1, matching localhost, default host)"), "{out}");
-    assert!(out.contains("route: /static/ ") && out.contains("target: dir "), "{out}");
+    assert!(
+        out.contains("host: localhost (id 1, matching localhost, default host)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("route: /static/ ") && out.contains("target: dir "),
+        "{out}"
+    );
 
     let o = route("other.test", "nothing-starts-like-this");
     assert_eq!(o.status.code(), Some(1));
@@ -163,22 +209,37 @@ fn check_names_table_row_and_column() {
     let db = dir.path().join("c.sqlite");
     let db = db.to_str().unwrap();
     let sql = repo().join("examples/site/config.sql");
-    assert!(kennel(&["load", "--db", db, sql.to_str().unwrap()]).status.success());
+    assert!(kennel(&["load", "--db", db, sql.to_str().unwrap()])
+        .status
+        .success());
     let bad = dir.path().join("bad.sql");
-    std::fs::write(&bad, "UPDATE route SET target_type = 'hander' WHERE path = '/hello';").unwrap();
-    assert!(kennel(&["load", "--db", db, bad.to_str().unwrap()]).status.success());
+    std::fs::write(
+        &bad,
+        "UPDATE route SET target_type = 'hander' WHERE path = '/hello';",
+    )
+    .unwrap();
+    assert!(kennel(&["load", "--db", db, bad.to_str().unwrap()])
+        .status
+        .success());
     let o = kennel(&["check", "--db", db]);
     assert_eq!(o.status.code(), Some(64));
     let err = stderr(&o);
     assert!(err.starts_with("kennel: route "), "{err}");
-    assert!(err.contains("column target_type") && err.contains("\"hander\""), "{err}");
+    assert!(
+        err.contains("column target_type") && err.contains("\"hander\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_database_and_usage_errors() {
     let o = kennel(&["check", "--db", "/nonexistent/k.sqlite"]);
     assert_eq!(o.status.code(), Some(64));
-    assert!(stderr(&o).contains("/nonexistent/k.sqlite"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/k.sqlite"),
+        "{}",
+        stderr(&o)
+    );
     let o = kennel(&["check"]);
     assert_eq!(o.status.code(), Some(2), "clap's usage error");
     let o = kennel(&["--help"]);
@@ -188,7 +249,10 @@ fn missing_database_and_usage_errors() {
 #[test]
 fn version_and_uuid() {
     let o = kennel(&["version"]);
-    assert_eq!(stdout(&o), format!("kennel {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&o),
+        format!("kennel {}\n", env!("CARGO_PKG_VERSION"))
+    );
     let a = stdout(&kennel(&["uuid"]));
     let b = stdout(&kennel(&["uuid"]));
     assert_ne!(a, b);

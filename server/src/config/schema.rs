@@ -54,6 +54,10 @@ pub(crate) fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<b
 /// ([`SCHEMA_SQL`]) is created first; otherwise only Kennel's missing
 /// additions are, so a database made by `m2sh` keeps its rows. On any error
 /// nothing is changed and the error carries SQLite's message.
+///
+/// SQL files often carry their own `BEGIN;` … `COMMIT;`: those statements
+/// (and `END`) are skipped, since the whole file already runs in one
+/// transaction. A `ROLLBACK` of that transaction is refused; savepoints work.
 pub fn apply_sql(db: &Path, sql: &str) -> Result<(), ConfigError> {
     let apply = |source| ConfigError::Apply {
         path: db.to_owned(),
@@ -63,20 +67,106 @@ pub fn apply_sql(db: &Path, sql: &str) -> Result<(), ConfigError> {
         path: db.to_owned(),
         source,
     })?;
-    let tx = conn.transaction().map_err(apply)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(apply)?;
     let schema = if table_exists(&tx, "server").map_err(apply)? {
         kennel_additions_sql()
     } else {
         SCHEMA_SQL
     };
     tx.execute_batch(schema).map_err(apply)?;
-    tx.execute_batch(sql).map_err(apply)?;
+    run_statements(&tx, sql).map_err(apply)?;
     tx.commit().map_err(apply)
+}
+
+/// Runs every statement of `sql` inside the caller's transaction, skipping
+/// the file's own transaction control.
+fn run_statements(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    use rusqlite::fallible_iterator::FallibleIterator;
+
+    let mut batch = rusqlite::Batch::new(conn, sql);
+    while let Some(mut stmt) = batch.next()? {
+        let text = stmt.expanded_sql().unwrap_or_default();
+        match first_keyword(&text).as_str() {
+            "BEGIN" | "COMMIT" | "END" => continue,
+            "ROLLBACK" if !text.to_ascii_uppercase().contains(" TO ") => {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE),
+                    Some(
+                        "the SQL file rolls back its transaction; kennel load runs the \
+                         whole file as one transaction, so remove the ROLLBACK"
+                            .into(),
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let mut rows = stmt.raw_query();
+        while rows.next()?.is_some() {}
+    }
+    Ok(())
+}
+
+/// The first SQL keyword of a statement, upper-cased, after any leading
+/// `--` and `/* */` comments.
+fn first_keyword(mut text: &str) -> String {
+    loop {
+        text = text.trim_start();
+        if let Some(rest) = text.strip_prefix("--") {
+            text = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = text.strip_prefix("/*") {
+            text = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            break;
+        }
+    }
+    text.chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect::<String>()
+        .to_ascii_uppercase()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_keyword_skips_comments() {
+        assert_eq!(first_keyword("  begin;"), "BEGIN");
+        assert_eq!(first_keyword("-- a\n/* b */ Commit"), "COMMIT");
+        assert_eq!(first_keyword("INSERT INTO x"), "INSERT");
+        assert_eq!(first_keyword("-- only a comment"), "");
+    }
+
+    #[test]
+    fn files_with_their_own_transaction_apply_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.sqlite");
+        apply_sql(
+            &db,
+            "BEGIN;\nINSERT INTO setting (key, value) VALUES ('a', '1');\nCOMMIT;\n",
+        )
+        .unwrap();
+        let bad = "BEGIN TRANSACTION;\nINSERT INTO setting (key, value) VALUES ('b', '2');\nINSERT INTO nope VALUES (1);\nEND;";
+        let err = apply_sql(&db, bad).unwrap_err().to_string();
+        assert!(err.contains("no such table: nope"), "{err}");
+        let err = apply_sql(&db, "BEGIN; DELETE FROM setting; ROLLBACK;")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("remove the ROLLBACK"), "{err}");
+        let conn = Connection::open(&db).unwrap();
+        let keys: Vec<String> = conn
+            .prepare("SELECT key FROM setting ORDER BY key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(keys, ["a"]);
+        // Savepoints are fine, and a SELECT in the file is harmless.
+        apply_sql(&db, "SAVEPOINT s; INSERT INTO setting (key, value) VALUES ('c', '3'); ROLLBACK TO s; RELEASE s; SELECT 1;").unwrap();
+    }
 
     #[test]
     fn kennel_part_is_the_tail_and_only_creates_kennel_tables() {
