@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, ConfigError, ServerSelector, Snapshot, Target};
+use crate::process;
 
 /// Exit code for a config database that is missing, unreadable or invalid
 /// (`EX_USAGE`, as linkerd and friends use for bad configuration).
@@ -25,7 +26,11 @@ pub const EXIT_FAILURE: u8 = 1;
 const ABOUT: &str = "Kennel: a message-queue web server in the Mongrel2 tradition.";
 
 const AFTER_HELP: &str = "\
+Mongrel2's form also works: `kennel CONFIG.sqlite SERVER_UUID [--foreground]` serves the server
+with that uuid (or name), daemonizing unless the `server.daemonize` setting is 0.
+
 Examples:
+  kennel serve --db config.sqlite               serve the database's only server, in the foreground
   kennel load --db config.sqlite site.sql       create the schema if needed, then apply site.sql
   kennel check --db config.sqlite               validate the config (exit 0, or 64 with the error)
   kennel servers --db config.sqlite             list servers
@@ -37,11 +42,27 @@ Examples:
 
 /// The `kennel` command line.
 #[derive(Debug, Parser)]
-#[command(name = "kennel", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(
+    name = "kennel",
+    version,
+    about = ABOUT,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Mongrel2's form: the config database to serve from.
+    #[arg(value_name = "CONFIG.sqlite", requires = "server_uuid")]
+    pub config: Option<PathBuf>,
+    /// Mongrel2's form: the server to run, by uuid (or name).
+    #[arg(value_name = "SERVER_UUID")]
+    pub server_uuid: Option<String>,
+    /// Mongrel2's form: stay in the foreground whatever `server.daemonize` says.
+    #[arg(long)]
+    pub foreground: bool,
 }
 
 /// Selects the config database and, when it holds several, the server.
@@ -72,6 +93,9 @@ impl DbArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve a server from the config database, in the foreground.
+    #[command(after_help = "Example:\n  kennel serve --db config.sqlite --server main")]
+    Serve(DbArgs),
     /// Create the schema if the database has none, then apply an SQL file.
     #[command(after_help = "Example:\n  kennel load --db config.sqlite examples/site/config.sql")]
     Load {
@@ -143,6 +167,9 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[from] io::Error),
+    /// Serving failed to start or stopped with an error.
+    #[error(transparent)]
+    Serve(#[from] process::ProcessError),
 }
 
 impl CliError {
@@ -151,6 +178,7 @@ impl CliError {
         match self {
             CliError::Config(_) | CliError::File { .. } | CliError::NotFound(_) => EXIT_CONFIG,
             CliError::NoMatch(_) | CliError::Output(_) => EXIT_FAILURE,
+            CliError::Serve(e) => e.exit_code(),
         }
     }
 }
@@ -167,9 +195,22 @@ fn require_file(path: &Path) -> Result<(), CliError> {
 /// Parses the process arguments, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match (cli.command, cli.config, cli.server_uuid) {
+        (Some(command), _, _) => command,
+        (None, Some(db), Some(uuid)) => {
+            let mode = process::Mode::Mongrel2 {
+                foreground: cli.foreground,
+            };
+            return serve(&db, &ServerSelector::UuidOrName(uuid), mode);
+        }
+        _ => {
+            eprintln!("kennel: give a command, or CONFIG.sqlite SERVER_UUID (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    match run(&cli.command, &mut out) {
+    match run(&command, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = out.flush();
@@ -179,9 +220,25 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn serve(db: &Path, selector: &ServerSelector, mode: process::Mode) -> ExitCode {
+    let result = require_file(db)
+        .and_then(|()| process::serve(db, selector, mode).map_err(CliError::from));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kennel: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 /// Runs one command, writing its output to `out`.
 pub fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
+        Command::Serve(args) => {
+            require_file(&args.db)?;
+            process::serve(&args.db, &args.selector(), process::Mode::Foreground)?;
+        }
         Command::Load { db, sql } => {
             let text = std::fs::read_to_string(sql).map_err(|source| CliError::File {
                 path: sql.clone(),

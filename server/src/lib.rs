@@ -4,9 +4,21 @@
 //! - [`config`]: the SQLite config database → an immutable [`config::Snapshot`].
 //! - [`pattern`]: Mongrel2's Lua-like pattern language.
 //! - [`routing`]: host and route lookup with Mongrel2's semantics.
+//! - [`server`]: the accept loop, connection limit and graceful shutdown.
+//! - [`connection`]: the per-connection task (HTTP in, responses out).
+//! - [`registry`]: connection ids → outboxes.
+//! - [`bridge`]: the ZeroMQ thread (requests to handlers, replies back).
+//! - [`access`]: the access log (Mongrel2's tnetstring lines).
+//! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
 //! - [`cli`]: the `kennel` command line.
 
+pub mod access;
+pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod pattern;
+pub mod process;
+pub mod registry;
 pub mod routing;
+pub mod server;

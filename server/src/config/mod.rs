@@ -284,6 +284,19 @@ impl Snapshot {
         &self.hosts[self.default_host]
     }
 
+    /// A path from the server row (`access_log`, `error_log`, `pid_file`) as
+    /// seen from the process: Mongrel2's paths are inside the chroot, and
+    /// with a chroot Kennel runs with its working directory at the chroot's
+    /// root (after `chroot(2)` as root, or `chdir` into it otherwise), so a
+    /// leading `/` is dropped. Without a chroot the path is used as given.
+    pub fn server_path(&self, path: &str) -> PathBuf {
+        if self.server.chroot.is_empty() {
+            PathBuf::from(path)
+        } else {
+            PathBuf::from(path.trim_start_matches('/'))
+        }
+    }
+
     /// The control port spec: the server's column, else the setting.
     pub fn control_port(&self) -> &str {
         if self.server.control_port.is_empty() {

@@ -39,7 +39,7 @@ macro_rules! integer_setting {
         }
     )*};
 }
-integer_setting!(u32, u64, usize);
+integer_setting!(i32, u32, u64, usize);
 
 /// Mongrel2 reads flags as integers: 0 is off, any other integer is on.
 impl SettingValue for bool {
@@ -227,6 +227,35 @@ settings! {
     /// gets the request; `kennel_handler.connect_wait_ms` overrides it per
     /// handler.
     "kennel.handler.connect_wait_ms" => kennel_handler_connect_wait_ms: u64 = 5000;
+    /// Kennel. Default 1 s. The `Retry-After` value of the 503 sent when no
+    /// handler took a request in time.
+    "kennel.handler.retry_after" => kennel_handler_retry_after: u32 = 1;
+    /// Kennel. Default 10000. ZeroMQ high-water mark of each handler's PUSH
+    /// socket (requests queued per connected handler process before the
+    /// socket stops accepting more; Kennel then holds them until
+    /// `connect_wait_ms` runs out).
+    "kennel.handler.send_hwm" => kennel_handler_send_hwm: i32 = 10000;
+    /// Kennel. Default 4 MiB. Bytes queued for one connection above which it
+    /// is dropped if it is not draining them (see `kennel.outbox.stall_ms`);
+    /// a connection that drains may queue 8 times as much, never more.
+    /// Mongrel2 drops any connection with more than 16 queued messages.
+    "kennel.outbox.max_bytes" => kennel_outbox_max_bytes: usize = 4 * 1024 * 1024;
+    /// Kennel. Default 2000 ms. A connection that has written nothing for
+    /// this long is "not draining" its outbox.
+    "kennel.outbox.stall_ms" => kennel_outbox_stall_ms: u64 = 2000;
+    /// Kennel. Default 10000 ms. Time allowed to receive a request's whole
+    /// head (and body) once its first byte arrived; then 408 and close.
+    "kennel.http.request_timeout_ms" => kennel_http_request_timeout_ms: u64 = 10000;
+    /// Kennel. Default 60000 ms. An idle keep-alive connection that has never
+    /// sent a request to a handler is closed after this long. Connections
+    /// waiting on a handler use `limits.min_ping` instead.
+    "kennel.http.keepalive_timeout_ms" => kennel_http_keepalive_timeout_ms: u64 = 60000;
+    /// Kennel. Default 1,000,000. Connections served at once; further
+    /// clients wait in the listen backlog. Bounded by the open-file limit too.
+    "kennel.max_connections" => kennel_max_connections: usize = 1_000_000;
+    /// Kennel. Default 10000 ms. On SIGTERM/SIGINT, how long in-flight
+    /// connections get to finish before the process exits.
+    "kennel.shutdown_grace_ms" => kennel_shutdown_grace_ms: u64 = 10000;
 }
 
 #[cfg(test)]
@@ -245,7 +274,7 @@ mod tests {
         assert!(s.server_daemonize);
         assert!(!s.upload_stream);
         assert_eq!(s.kennel_handler_connect_wait_ms, 5000);
-        assert_eq!(Settings::KEYS.len(), 39);
+        assert_eq!(Settings::KEYS.len(), 47);
     }
 
     #[test]

@@ -1,0 +1,523 @@
+//! The ZeroMQ bridge: the only code that touches ZeroMQ sockets.
+//!
+//! Owns one thread and, per handler, the two sockets Mongrel2 binds
+//! (PROTOCOL.md §1.1): a PUSH at `send_spec` (requests, round-robin over
+//! connected handler processes) and a SUB at `recv_spec` subscribed to
+//! `recv_ident` (replies). Connection tasks hand requests over through a
+//! [`BridgeHandle`] (a queue plus a wake-up pipe the thread polls alongside
+//! its sockets; each wake-up drains the queue fully). Replies are parsed
+//! here and their bodies pushed into the addressed connections' outboxes in
+//! the [`Registry`]; the bridge never writes to a client and never blocks on
+//! one.
+//!
+//! No handler connected (Kennel's decision; Mongrel2 waits forever): a
+//! request the PUSH socket cannot take is held here until a handler
+//! connects or its wait (`connect_wait_ms`) runs out, when the connection
+//! is told to answer 503. A reply to a connection that no longer exists is
+//! answered with a disconnect notice, as Mongrel2 does. Does not own
+//! routing, HTTP or the registry's ids.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kennel_handler::reply::{Body, Reply};
+use kennel_handler::request;
+use kennel_handler::tnetstring::Value;
+use tracing::{debug, warn};
+
+use crate::config::{Handler, Protocol};
+use crate::registry::{Outgoing, Pushed, Registry};
+
+/// Replies read from one SUB socket per wake-up before the others get a
+/// turn, so one chatty handler cannot starve the rest.
+const REPLY_BATCH: usize = 512;
+
+/// How long queued requests may still leave when the bridge shuts down.
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
+
+/// A handler socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// Binding a handler's endpoint failed.
+    #[error("handler {id}: column {column}: cannot bind {spec:?}: {source}")]
+    Bind {
+        /// `handler.id`.
+        id: i64,
+        /// `send_spec` or `recv_spec`.
+        column: &'static str,
+        /// The endpoint.
+        spec: String,
+        /// ZeroMQ's reason.
+        source: zmq::Error,
+    },
+    /// Creating or configuring a socket failed.
+    #[error("zeromq: {0}")]
+    Zmq(#[from] zmq::Error),
+    /// The wake-up pipe or the thread could not be made.
+    #[error("bridge: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+enum Command {
+    Dispatch {
+        handler: usize,
+        conn_id: u64,
+        message: Vec<u8>,
+        wait: Duration,
+    },
+    Disconnect {
+        handler: usize,
+        conn_id: u64,
+    },
+    Shutdown,
+}
+
+struct Waker {
+    pipe: UnixStream,
+    asleep: AtomicBool,
+}
+
+impl Waker {
+    fn wake(&self) {
+        if self.asleep.swap(false, Ordering::SeqCst) {
+            // A full pipe already holds a wake-up; nothing else can fail
+            // that the bridge would not notice itself.
+            let _ = (&self.pipe).write(&[1]);
+        }
+    }
+}
+
+/// What connection tasks use to reach handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct BridgeHandle {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl BridgeHandle {
+    /// Sends a request message to handler `handler` (an index into the
+    /// snapshot's handlers) for connection `conn_id`; if no handler process
+    /// takes it within `wait`, the connection gets [`Outgoing::Unavailable`].
+    pub fn dispatch(&self, handler: usize, conn_id: u64, message: Vec<u8>, wait: Duration) {
+        self.send(Command::Dispatch {
+            handler,
+            conn_id,
+            message,
+            wait,
+        });
+    }
+
+    /// Tells handler `handler` that connection `conn_id` is gone.
+    pub fn disconnect(&self, handler: usize, conn_id: u64) {
+        self.send(Command::Disconnect { handler, conn_id });
+    }
+
+    fn send(&self, command: Command) {
+        // The receiver lives as long as the bridge thread; after shutdown
+        // there is nobody left to tell.
+        if self.commands.send(command).is_ok() {
+            self.waker.wake();
+        }
+    }
+}
+
+/// The running bridge thread.
+pub struct Bridge {
+    handle: BridgeHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Bridge {
+    /// Binds every handler's sockets and starts the bridge thread.
+    /// `max_targets` is `limits.handler_targets`.
+    pub fn start(
+        handlers: &[Handler],
+        registry: Arc<Registry>,
+        send_hwm: i32,
+        max_targets: usize,
+    ) -> Result<Bridge, BridgeError> {
+        let context = zmq::Context::new();
+        let mut links = Vec::with_capacity(handlers.len());
+        for handler in handlers {
+            links.push(Link::bind(&context, handler, send_hwm)?);
+        }
+        let (wake_read, wake_write) = UnixStream::pair()?;
+        wake_read.set_nonblocking(true)?;
+        wake_write.set_nonblocking(true)?;
+        let (commands, receiver) = mpsc::channel();
+        let waker = Arc::new(Waker {
+            pipe: wake_write,
+            asleep: AtomicBool::new(false),
+        });
+        let thread_waker = Arc::clone(&waker);
+        let thread = std::thread::Builder::new()
+            .name("kennel-bridge".into())
+            .spawn(move || {
+                let mut worker = Worker {
+                    _context: context,
+                    links,
+                    registry,
+                    receiver,
+                    waker: thread_waker,
+                    wake_read,
+                    max_targets,
+                    scratch: Vec::new(),
+                };
+                worker.run();
+            })?;
+        Ok(Bridge {
+            handle: BridgeHandle { commands, waker },
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for connection tasks.
+    pub fn handle(&self) -> BridgeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the thread and closes the sockets (queued requests get a short
+    /// linger to leave).
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.handle.send(Command::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Pending {
+    conn_id: Option<u64>,
+    message: Vec<u8>,
+    deadline: Instant,
+}
+
+/// One handler's sockets and its held requests.
+struct Link {
+    id: i64,
+    send_ident: String,
+    protocol: Protocol,
+    push: zmq::Socket,
+    sub: zmq::Socket,
+    pending: VecDeque<Pending>,
+}
+
+impl Link {
+    fn bind(context: &zmq::Context, handler: &Handler, send_hwm: i32) -> Result<Link, BridgeError> {
+        let push = context.socket(zmq::PUSH)?;
+        push.set_sndhwm(send_hwm)?;
+        push.set_linger(SHUTDOWN_LINGER.as_millis() as i32)?;
+        push.set_identity(handler.send_ident.as_bytes())?;
+        push.bind(&handler.send_spec).map_err(|source| BridgeError::Bind {
+            id: handler.id,
+            column: "send_spec",
+            spec: handler.send_spec.clone(),
+            source,
+        })?;
+        let sub = context.socket(zmq::SUB)?;
+        sub.set_linger(0)?;
+        // Replies are drained as fast as they arrive; the bound only
+        // matters if the bridge thread itself falls behind.
+        sub.set_rcvhwm(100_000)?;
+        sub.set_subscribe(handler.recv_ident.as_bytes())?;
+        sub.bind(&handler.recv_spec).map_err(|source| BridgeError::Bind {
+            id: handler.id,
+            column: "recv_spec",
+            spec: handler.recv_spec.clone(),
+            source,
+        })?;
+        Ok(Link {
+            id: handler.id,
+            send_ident: handler.send_ident.clone(),
+            protocol: handler.protocol,
+            push,
+            sub,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// Sends without blocking; `false` if the socket cannot take it now.
+    fn try_send(&self, message: &[u8]) -> Result<bool, zmq::Error> {
+        match self.push.send(message, zmq::DONTWAIT) {
+            Ok(()) => Ok(true),
+            Err(zmq::Error::EAGAIN) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+struct Worker {
+    _context: zmq::Context,
+    links: Vec<Link>,
+    registry: Arc<Registry>,
+    receiver: Receiver<Command>,
+    waker: Arc<Waker>,
+    wake_read: UnixStream,
+    max_targets: usize,
+    scratch: Vec<u8>,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        loop {
+            self.waker.asleep.store(true, Ordering::SeqCst);
+            if !self.drain_commands() {
+                return;
+            }
+            let timeout = self.poll_timeout();
+            let (wake, readable, writable) = match self.poll(timeout) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    warn!(error = %e, "bridge: zmq poll failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            self.waker.asleep.store(false, Ordering::SeqCst);
+            if wake {
+                let mut sink = [0u8; 256];
+                while matches!((&self.wake_read).read(&mut sink), Ok(n) if n > 0) {}
+            }
+            for i in readable {
+                self.read_replies(i);
+            }
+            for i in writable {
+                self.flush_pending(i);
+            }
+            self.expire_pending();
+        }
+    }
+
+    /// Polls the wake-up pipe, every SUB, and the PUSH sockets holding
+    /// requests. Returns (woken, readable links, writable links).
+    fn poll(&self, timeout: i64) -> Result<(bool, Vec<usize>, Vec<usize>), zmq::Error> {
+        let mut items = Vec::with_capacity(1 + 2 * self.links.len());
+        items.push(zmq::PollItem::from_fd(
+            self.wake_read.as_raw_fd(),
+            zmq::POLLIN,
+        ));
+        for link in &self.links {
+            items.push(link.sub.as_poll_item(zmq::POLLIN));
+            let events = if link.pending.is_empty() {
+                zmq::PollEvents::empty()
+            } else {
+                zmq::POLLOUT
+            };
+            items.push(link.push.as_poll_item(events));
+        }
+        zmq::poll(&mut items, timeout)?;
+        let wake = items[0].is_readable();
+        let mut readable = Vec::new();
+        let mut writable = Vec::new();
+        for i in 0..self.links.len() {
+            if items[1 + 2 * i].is_readable() {
+                readable.push(i);
+            }
+            if items[2 + 2 * i].is_writable() {
+                writable.push(i);
+            }
+        }
+        Ok((wake, readable, writable))
+    }
+
+    fn poll_timeout(&self) -> i64 {
+        let now = Instant::now();
+        self.links
+            .iter()
+            .filter_map(|l| l.pending.front())
+            .map(|p| p.deadline.saturating_duration_since(now).as_millis() as i64 + 1)
+            .min()
+            .unwrap_or(-1)
+    }
+
+    /// Handles every queued command; `false` on shutdown.
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.receiver.try_recv() {
+                Ok(Command::Dispatch {
+                    handler,
+                    conn_id,
+                    message,
+                    wait,
+                }) => self.send(handler, Some(conn_id), message, wait),
+                Ok(Command::Disconnect { handler, conn_id }) => {
+                    self.send_disconnect(handler, conn_id);
+                }
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn send(&mut self, handler: usize, conn_id: Option<u64>, message: Vec<u8>, wait: Duration) {
+        let Some(link) = self.links.get_mut(handler) else {
+            warn!(handler, "bridge: request for an unknown handler index");
+            return;
+        };
+        if link.pending.is_empty() {
+            match link.try_send(&message) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(handler = link.id, error = %e, "bridge: sending a request failed");
+                    if let Some(id) = conn_id {
+                        self.registry.deliver(id, Outgoing::Unavailable);
+                    }
+                    return;
+                }
+            }
+        }
+        link.pending.push_back(Pending {
+            conn_id,
+            message,
+            deadline: Instant::now() + wait,
+        });
+    }
+
+    fn send_disconnect(&mut self, handler: usize, conn_id: u64) {
+        let Some(link) = self.links.get(handler) else {
+            return;
+        };
+        let mut message = Vec::with_capacity(96);
+        request::encode_disconnect(
+            &mut message,
+            link.protocol,
+            link.send_ident.as_bytes(),
+            conn_id,
+        );
+        // A notice waits for a handler as long as a request would (5 s by
+        // default is plenty for a restarting handler); it expires silently.
+        self.send(handler, None, message, Duration::from_secs(5));
+    }
+
+    fn flush_pending(&mut self, handler: usize) {
+        let link = &mut self.links[handler];
+        while let Some(front) = link.pending.front() {
+            match link.try_send(&front.message) {
+                Ok(true) => {
+                    link.pending.pop_front();
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    warn!(handler = link.id, error = %e, "bridge: sending a held request failed");
+                    if let Some(p) = link.pending.pop_front() {
+                        if let Some(id) = p.conn_id {
+                            self.registry.deliver(id, Outgoing::Unavailable);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn expire_pending(&mut self) {
+        let now = Instant::now();
+        for link in &mut self.links {
+            // Deadlines are increasing within a link only if waits are equal;
+            // scan all (held queues are short-lived and small).
+            let mut kept = VecDeque::with_capacity(link.pending.len());
+            for p in link.pending.drain(..) {
+                if p.deadline <= now {
+                    if let Some(id) = p.conn_id {
+                        debug!(handler = link.id, conn.id = id, "no handler took the request in time");
+                        self.registry.deliver(id, Outgoing::Unavailable);
+                    }
+                } else {
+                    kept.push_back(p);
+                }
+            }
+            link.pending = kept;
+        }
+    }
+
+    fn read_replies(&mut self, handler: usize) {
+        for _ in 0..REPLY_BATCH {
+            let message = match self.links[handler].sub.recv_msg(zmq::DONTWAIT) {
+                Ok(m) => m,
+                Err(zmq::Error::EAGAIN) => return,
+                Err(e) => {
+                    warn!(handler = self.links[handler].id, error = %e, "bridge: receiving a reply failed");
+                    return;
+                }
+            };
+            let bytes = Bytes::copy_from_slice(&message);
+            self.deliver(handler, &bytes);
+        }
+    }
+
+    fn deliver(&mut self, handler: usize, message: &Bytes) {
+        let reply = match Reply::parse(message, self.max_targets) {
+            Ok(r) => r,
+            Err(e) => {
+                let shown = String::from_utf8_lossy(&message[..message.len().min(80)]);
+                warn!(
+                    handler = self.links[handler].id,
+                    error = %e,
+                    reply = %shown,
+                    "bridge: rejected a reply from a handler"
+                );
+                return;
+            }
+        };
+        let ids: Vec<u64> = reply.ids().collect();
+        let item = match reply.body() {
+            Body::Data(body) if body.is_empty() => Outgoing::Close,
+            Body::Data(body) => Outgoing::Data(message.slice_ref(body)),
+            Body::Extended(ext) => {
+                self.extended(handler, &ids, ext.key, &ext.value);
+                return;
+            }
+        };
+        for id in ids {
+            match self.registry.deliver(id, item.clone()) {
+                Some(Pushed::Queued | Pushed::Finished) => {}
+                Some(Pushed::Overflowed) => {
+                    debug!(conn.id = id, "outbox overflow: dropping a client that does not read");
+                }
+                None => self.send_disconnect(handler, id),
+            }
+        }
+    }
+
+    fn extended(&mut self, handler: usize, ids: &[u64], key: &[u8], value: &Value<'_>) {
+        if key != b"ctl" {
+            warn!(
+                handler = self.links[handler].id,
+                key = %String::from_utf8_lossy(key),
+                "bridge: extended reply for an xrequest Kennel does not run; ignored"
+            );
+            return;
+        }
+        let item = if value.get(b"cancel").is_some() {
+            Outgoing::Cancel
+        } else if value.get(b"keep-alive").is_some() {
+            Outgoing::KeepAlive
+        } else {
+            debug!(handler = self.links[handler].id, "bridge: ctl reply without an effect here");
+            return;
+        };
+        for &id in ids {
+            if self.registry.deliver(id, item.clone()).is_none() && item != Outgoing::Cancel {
+                self.send_disconnect(handler, id);
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Running the server as a process: the listening socket, chroot and
+//! privilege drop, daemonizing, the pid file, logging, the runtime and
+//! signals — in the order Mongrel2 does them, with every fork before any
+//! thread starts.
+//!
+//! Owns the process-level lifecycle of `kennel serve` and Mongrel2's form
+//! `kennel CONFIG.sqlite SERVER_UUID`. The serving itself is
+//! [`crate::server::run`]; config loading is [`crate::config`].
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{self, ConfigError, ServerSelector, Snapshot};
+
+/// The listen backlog: room for a burst of new connections while every
+/// worker is busy (Mongrel2 uses 128, which drops SYNs under load tests).
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// How the server was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `kennel serve`: stays in the foreground, logs to stdout.
+    Foreground,
+    /// `kennel CONFIG.sqlite UUID`: Mongrel2's form; daemonizes unless the
+    /// `server.daemonize` setting is 0 or `--foreground` is given.
+    Mongrel2 {
+        /// `--foreground` was given.
+        foreground: bool,
+    },
+}
+
+/// Why the server could not start (or stopped with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The config database is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listening socket could not be made.
+    #[error("server {server}: columns bind_addr/port: cannot listen on {addr}: {reason}")]
+    Listen {
+        /// `server.id`.
+        server: i64,
+        /// `bind_addr:port`.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// chroot, privilege drop or daemonizing failed.
+    #[error("server {server}: column chroot: {reason}")]
+    Chroot {
+        /// `server.id`.
+        server: i64,
+        /// Why.
+        reason: String,
+    },
+    /// The pid file is held by a running server, or cannot be written.
+    #[error("server {server}: column pid_file: {reason}")]
+    PidFile {
+        /// `server.id`.
+        server: i64,
+        /// Why.
+        reason: String,
+    },
+    /// The log file cannot be opened.
+    #[error("server {server}: column error_log: cannot open {path:?}: {source}")]
+    ErrorLog {
+        /// `server.id`.
+        server: i64,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
+    /// The runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl ProcessError {
+    /// The exit code: 64 for configuration problems, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ProcessError::Config(_)
+            | ProcessError::Listen { .. }
+            | ProcessError::Chroot { .. }
+            | ProcessError::PidFile { .. }
+            | ProcessError::ErrorLog { .. }
+            | ProcessError::Server(_) => 64,
+            ProcessError::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Loads the config, sets the process up and serves until SIGINT/SIGTERM.
+pub fn serve(db: &Path, selector: &ServerSelector, mode: Mode) -> Result<(), ProcessError> {
+    let snapshot = config::load(db, selector)?;
+    for warning in &snapshot.warnings {
+        eprintln!("kennel: warning: {warning}");
+    }
+    let server_id = snapshot.server.id;
+    let listener = listen(&snapshot)?;
+    enter_chroot(&snapshot)?;
+    let daemonize = match mode {
+        Mode::Foreground => false,
+        Mode::Mongrel2 { foreground } => !foreground && snapshot.settings.server_daemonize,
+    };
+    if daemonize {
+        // Before any thread exists: the runtime and ZeroMQ start later.
+        nix::unistd::daemon(true, false).map_err(|e| ProcessError::Chroot {
+            server: server_id,
+            reason: format!("cannot daemonize: {e}"),
+        })?;
+    }
+    let pid_file = write_pid_file(&snapshot)?;
+    init_logging(&snapshot, daemonize)?;
+    let result = run_runtime(snapshot, listener);
+    if let Some(path) = pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Binds `bind_addr:port` with a deep backlog, before any chroot (so the
+/// address can be privileged) and before forking.
+pub fn listen(snapshot: &Snapshot) -> Result<TcpListener, ProcessError> {
+    let server = &snapshot.server;
+    let shown = format!("{}:{}", server.bind_addr, server.port);
+    let fail = |reason: String| ProcessError::Listen {
+        server: server.id,
+        addr: shown.clone(),
+        reason,
+    };
+    let addr: SocketAddr = (server.bind_addr.as_str(), server.port)
+        .to_socket_addrs()
+        .map_err(|e| fail(e.to_string()))?
+        .next()
+        .ok_or_else(|| fail("the address resolves to nothing".into()))?;
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| fail(e.to_string()))?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| fail(e.to_string()))?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| fail(e.to_string()))?;
+    socket::listen(&fd, Backlog::new(LISTEN_BACKLOG).map_err(|e| fail(e.to_string()))?)
+        .map_err(|e| fail(e.to_string()))?;
+    let listener = TcpListener::from(fd);
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(listener)
+}
+
+/// Mongrel2's chroot: as root, chroot into the directory and become the
+/// user and group that own it; otherwise ("test mode") just run inside it.
+fn enter_chroot(snapshot: &Snapshot) -> Result<(), ProcessError> {
+    let dir = &snapshot.server.chroot;
+    if dir.is_empty() {
+        return Ok(());
+    }
+    let fail = |reason: String| ProcessError::Chroot {
+        server: snapshot.server.id,
+        reason,
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| fail(format!("{dir:?}: {e}")))?;
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chroot(dir).map_err(|e| fail(format!("chroot {dir:?}: {e}")))?;
+        std::env::set_current_dir("/").map_err(|e| fail(format!("chdir /: {e}")))?;
+        nix::unistd::setgid(nix::unistd::Gid::from_raw(meta.gid()))
+            .map_err(|e| fail(format!("setgid {}: {e}", meta.gid())))?;
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(meta.uid()))
+            .map_err(|e| fail(format!("setuid {}: {e}", meta.uid())))?;
+    } else {
+        std::env::set_current_dir(dir).map_err(|e| fail(format!("chdir {dir:?}: {e}")))?;
+        eprintln!("kennel: not root, so not chrooting: running inside {dir:?} instead");
+    }
+    Ok(())
+}
+
+/// Writes the pid file; refuses if it names a live process, replaces a
+/// stale one.
+fn write_pid_file(snapshot: &Snapshot) -> Result<Option<PathBuf>, ProcessError> {
+    if snapshot.server.pid_file.is_empty() {
+        return Ok(None);
+    }
+    let path = snapshot.server_path(&snapshot.server.pid_file);
+    let fail = |reason: String| ProcessError::PidFile {
+        server: snapshot.server.id,
+        reason,
+    };
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            if alive && pid != std::process::id() as i32 {
+                return Err(fail(format!(
+                    "{} says process {pid} is running; stop it first",
+                    path.display()
+                )));
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| fail(format!("{}: {e}", parent.display())))?;
+    }
+    std::fs::write(&path, format!("{}\n", std::process::id()))
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    Ok(Some(path))
+}
+
+/// Logs go to stdout in the foreground and to the server's `error_log` when
+/// daemonized. `RUST_LOG` selects levels (default `info`).
+fn init_logging(snapshot: &Snapshot, daemonized: bool) -> Result<(), ProcessError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let log_path = snapshot.server_path(&snapshot.server.error_log);
+    if daemonized && !snapshot.server.error_log.is_empty() {
+        if let Some(parent) = log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| ProcessError::ErrorLog {
+                server: snapshot.server.id,
+                path: log_path.clone(),
+                source,
+            })?;
+        let _ = builder
+            .with_ansi(false)
+            .with_writer(Mutex::new(file))
+            .try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+    Ok(())
+}
+
+fn run_runtime(snapshot: Snapshot, listener: TcpListener) -> Result<(), ProcessError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kennel-worker")
+        .build()
+        .map_err(ProcessError::Runtime)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(ProcessError::Runtime)?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        let result = crate::server::run(Arc::new(snapshot), listener, shutdown).await;
+        if let Err(e) = &result {
+            error!(error = %e, "server stopped");
+        }
+        result.map_err(ProcessError::from)
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    info!("stopped");
+    Ok(())
+}
+
+/// SIGINT/SIGTERM: stop accepting and drain; a second one exits at once.
+/// SIGHUP: config reload is not implemented yet; it is logged and ignored.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        warn!("cannot install signal handlers");
+        return;
+    };
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {
+                warn!("SIGHUP: config reload is not implemented yet; restart to apply changes");
+                continue;
+            }
+        }
+        if stopping {
+            let _ = std::io::stderr().write_all(b"kennel: second signal, exiting now\n");
+            std::process::exit(130);
+        }
+        stopping = true;
+        info!("shutting down: no new connections, draining the current ones");
+        shutdown.cancel();
+    }
+}

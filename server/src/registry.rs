@@ -1,0 +1,356 @@
+//! The connection registry: connection ids → outboxes.
+//!
+//! Owns the id scheme and each connection's outbox (the queue of what the
+//! bridge delivers to it). The bridge thread looks ids up here and pushes
+//! handler replies; the connection task drains its own outbox and writes to
+//! its socket. Does not own sockets, routing or the protocol.
+//!
+//! Ids are assigned lazily, the first time a connection sends something to
+//! a handler (as Mongrel2 does), from a 64-bit counter that never wraps in
+//! practice, so an id is never reused while a reply could be in flight: a
+//! late reply to a closed connection finds nothing and is answered with a
+//! disconnect notice.
+//!
+//! The map is sharded by id so that the bridge and many connection tasks
+//! rarely contend; no lock is held across an await, and none is held while
+//! another is taken.
+//!
+//! Backpressure (PROTOCOL.md, Kennel's decisions): an outbox is bounded in
+//! bytes, not messages, and the bound is enforced only against a client
+//! that is not draining it. A connection whose queue is over
+//! [`OutboxLimits::max_bytes`] is dropped if it has not written anything
+//! for [`OutboxLimits::stall`]; a connection that keeps writing may queue
+//! up to [`OutboxLimits::hard_max_bytes`], so memory stays bounded even for
+//! a fast reader of a faster handler.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// How many shards the id map has: enough that the bridge and the
+/// connection tasks of a 2–16 core machine seldom meet on one lock.
+const SHARDS: usize = 64;
+
+/// What the bridge hands a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Bytes to write verbatim (a handler's reply body).
+    Data(Bytes),
+    /// Close after everything queued before it is written (an empty reply).
+    Close,
+    /// Drop the connection now, without a disconnect notice (`ctl cancel`).
+    Cancel,
+    /// No handler took the request in time: answer 503 with `Retry-After`.
+    Unavailable,
+    /// The handler asks to keep the connection (`ctl keep-alive`): reset
+    /// its idle timer.
+    KeepAlive,
+    /// The outbox overflowed (slow client): drop the connection now.
+    Overflow,
+}
+
+/// The outbox bounds, from settings.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxLimits {
+    /// Queued bytes above which a stalled connection is dropped
+    /// (`kennel.outbox.max_bytes`, default 4 MiB: several seconds of a
+    /// fast stream, far more than one response).
+    pub max_bytes: usize,
+    /// Queued bytes above which any connection is dropped, draining or
+    /// not (8 × `max_bytes`): the memory bound.
+    pub hard_max_bytes: usize,
+    /// How long without a successful write makes a connection "stalled"
+    /// (`kennel.outbox.stall_ms`, default 2000 ms).
+    pub stall: Duration,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        OutboxLimits::new(4 * 1024 * 1024, Duration::from_millis(2000))
+    }
+}
+
+impl OutboxLimits {
+    /// Limits with the hard bound at 8 × `max_bytes`.
+    pub fn new(max_bytes: usize, stall: Duration) -> Self {
+        OutboxLimits {
+            max_bytes,
+            hard_max_bytes: max_bytes.saturating_mul(8),
+            stall,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Outgoing>,
+    bytes: usize,
+    /// Set once a terminal item (close, cancel, overflow) is queued:
+    /// nothing is queued after it.
+    finished: bool,
+}
+
+/// One registered connection's outbox.
+#[derive(Debug)]
+pub struct Outbox {
+    id: u64,
+    queue: Mutex<Queue>,
+    notify: Notify,
+    /// Milliseconds since the registry's epoch of the last successful write.
+    last_write_ms: AtomicU64,
+}
+
+/// What [`Outbox::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued.
+    Queued,
+    /// The connection is already finishing; the item was discarded.
+    Finished,
+    /// The queue overflowed: the connection is being dropped.
+    Overflowed,
+}
+
+impl Outbox {
+    /// The connection id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding this lock cannot leave the queue torn
+        // (every update is a single push or pop), so poisoning is ignored.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an item for the connection (called by the bridge).
+    pub fn push(&self, item: Outgoing, limits: &OutboxLimits, now_ms: u64) -> Pushed {
+        let mut q = self.lock();
+        if q.finished {
+            return Pushed::Finished;
+        }
+        let result = match item {
+            Outgoing::Data(ref data) => {
+                let bytes = q.bytes + data.len();
+                let stalled = now_ms.saturating_sub(self.last_write_ms.load(Ordering::Relaxed))
+                    > limits.stall.as_millis() as u64;
+                if bytes > limits.hard_max_bytes || (bytes > limits.max_bytes && stalled) {
+                    q.items.clear();
+                    q.bytes = 0;
+                    q.items.push_back(Outgoing::Overflow);
+                    q.finished = true;
+                    Pushed::Overflowed
+                } else {
+                    q.bytes = bytes;
+                    q.items.push_back(item);
+                    Pushed::Queued
+                }
+            }
+            Outgoing::Close | Outgoing::Cancel | Outgoing::Overflow => {
+                if item == Outgoing::Cancel {
+                    q.items.clear();
+                    q.bytes = 0;
+                }
+                q.items.push_back(item);
+                q.finished = true;
+                Pushed::Queued
+            }
+            Outgoing::Unavailable | Outgoing::KeepAlive => {
+                q.items.push_back(item);
+                Pushed::Queued
+            }
+        };
+        drop(q);
+        self.notify.notify_one();
+        result
+    }
+
+    /// Takes everything queued (called by the connection task), appending
+    /// it to `out` in order.
+    pub fn drain_into(&self, out: &mut Vec<Outgoing>) {
+        let mut q = self.lock();
+        out.extend(q.items.drain(..));
+        q.bytes = 0;
+    }
+
+    /// Waits until something is pushed (a permit is stored if a push
+    /// happens while nobody waits, so no wake-up is lost).
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Records a successful write to the client.
+    pub fn wrote(&self, now_ms: u64) {
+        self.last_write_ms.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+/// Connection ids → outboxes, shared by the bridge and connection tasks.
+#[derive(Debug)]
+pub struct Registry {
+    shards: Box<[Mutex<HashMap<u64, Arc<Outbox>>>]>,
+    next_id: AtomicU64,
+    epoch: Instant,
+    limits: OutboxLimits,
+}
+
+impl Registry {
+    /// An empty registry whose outboxes use `limits`.
+    pub fn new(limits: OutboxLimits) -> Registry {
+        Registry {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            // Id 0 is never used: some handler libraries treat it as "none".
+            next_id: AtomicU64::new(1),
+            epoch: Instant::now(),
+            limits,
+        }
+    }
+
+    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Outbox>>> {
+        self.shards[(id % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The outbox limits.
+    pub fn limits(&self) -> &OutboxLimits {
+        &self.limits
+    }
+
+    /// Milliseconds since the registry was made (the clock for
+    /// [`Outbox::push`] and [`Outbox::wrote`]).
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Registers a new connection and returns its outbox.
+    pub fn register(&self) -> Arc<Outbox> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox {
+            id,
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            last_write_ms: AtomicU64::new(self.now_ms()),
+        });
+        self.shard(id).insert(id, Arc::clone(&outbox));
+        outbox
+    }
+
+    /// Forgets a connection; later replies to its id find nothing.
+    pub fn unregister(&self, id: u64) {
+        self.shard(id).remove(&id);
+    }
+
+    /// The outbox of a live connection.
+    pub fn get(&self, id: u64) -> Option<Arc<Outbox>> {
+        self.shard(id).get(&id).cloned()
+    }
+
+    /// Queues an item for connection `id`; `None` if there is no such
+    /// connection.
+    pub fn deliver(&self, id: u64, item: Outgoing) -> Option<Pushed> {
+        let outbox = self.get(id)?;
+        Some(outbox.push(item, &self.limits, self.now_ms()))
+    }
+
+    /// How many connections are registered.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize) -> Outgoing {
+        Outgoing::Data(Bytes::from(vec![b'x'; n]))
+    }
+
+    #[test]
+    fn ids_are_unique_and_lookups_follow_registration() {
+        let reg = Registry::new(OutboxLimits::default());
+        let a = reg.register();
+        let b = reg.register();
+        assert_ne!(a.id(), b.id());
+        assert!(a.id() >= 1);
+        assert_eq!(reg.len(), 2);
+        assert!(reg.get(a.id()).is_some());
+        reg.unregister(a.id());
+        assert!(reg.get(a.id()).is_none());
+        assert_eq!(reg.deliver(a.id(), data(1)), None);
+        assert_eq!(reg.deliver(b.id(), data(1)), Some(Pushed::Queued));
+    }
+
+    #[test]
+    fn close_comes_after_queued_data_and_nothing_after_it() {
+        let reg = Registry::new(OutboxLimits::default());
+        let a = reg.register();
+        reg.deliver(a.id(), data(3));
+        reg.deliver(a.id(), Outgoing::Close);
+        assert_eq!(reg.deliver(a.id(), data(1)), Some(Pushed::Finished));
+        let mut out = Vec::new();
+        a.drain_into(&mut out);
+        assert_eq!(out, vec![data(3), Outgoing::Close]);
+    }
+
+    #[test]
+    fn cancel_discards_what_is_queued() {
+        let reg = Registry::new(OutboxLimits::default());
+        let a = reg.register();
+        reg.deliver(a.id(), data(3));
+        reg.deliver(a.id(), Outgoing::Cancel);
+        let mut out = Vec::new();
+        a.drain_into(&mut out);
+        assert_eq!(out, vec![Outgoing::Cancel]);
+    }
+
+    #[test]
+    fn a_stalled_connection_overflows_but_a_draining_one_does_not() {
+        let limits = OutboxLimits::new(100, Duration::from_millis(50));
+        let reg = Registry::new(limits);
+        let a = reg.register();
+        // Draining (wrote just now): may go past max_bytes up to the hard bound.
+        a.wrote(reg.now_ms());
+        for _ in 0..7 {
+            assert_eq!(a.push(data(100), &limits, reg.now_ms()), Pushed::Queued);
+        }
+        // Past the hard bound (800): dropped even though it drains.
+        assert_eq!(a.push(data(200), &limits, reg.now_ms()), Pushed::Overflowed);
+        let mut out = Vec::new();
+        a.drain_into(&mut out);
+        assert_eq!(out, vec![Outgoing::Overflow]);
+
+        // Stalled: no write for longer than `stall`.
+        let b = reg.register();
+        let later = reg.now_ms() + 1000;
+        assert_eq!(b.push(data(100), &limits, later), Pushed::Queued);
+        assert_eq!(b.push(data(1), &limits, later), Pushed::Overflowed);
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_the_waiting_connection() {
+        let reg = Arc::new(Registry::new(OutboxLimits::default()));
+        let a = reg.register();
+        let id = a.id();
+        let reg2 = Arc::clone(&reg);
+        let pusher = std::thread::spawn(move || reg2.deliver(id, Outgoing::Close));
+        a.notified().await;
+        pusher.join().unwrap();
+        let mut out = Vec::new();
+        a.drain_into(&mut out);
+        assert_eq!(out, vec![Outgoing::Close]);
+    }
+}

@@ -1,0 +1,135 @@
+//! The server: one listener's accept loop over a config snapshot.
+//!
+//! Owns the accept loop, the connection limit, the bridge's lifetime and
+//! graceful shutdown: [`run`] takes the listener and a shutdown token as
+//! arguments, so tests run the real server on `127.0.0.1:0` and stop it
+//! when they like. On shutdown it stops accepting, lets connections finish
+//! for up to `kennel.shutdown_grace_ms`, then stops the bridge. Does not
+//! own processes, signals or logging setup (see `cli`/`main`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+use crate::access::AccessLog;
+use crate::bridge::{Bridge, BridgeError};
+use crate::config::Snapshot;
+use crate::connection::{self, Context};
+use crate::http::Limits;
+use crate::registry::{OutboxLimits, Registry};
+
+/// Pause after an accept error such as EMFILE, so a full fd table is not a
+/// busy loop (the backlog holds the clients meanwhile).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A handler's sockets could not be bound.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+    /// The access log could not be opened.
+    #[error("server {server}: column access_log: cannot open {path:?}: {source}")]
+    AccessLog {
+        /// `server.id`.
+        server: i64,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Serves `snapshot` on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    snapshot: Arc<Snapshot>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let settings = &snapshot.settings;
+    let registry = Arc::new(Registry::new(OutboxLimits::new(
+        settings.kennel_outbox_max_bytes,
+        Duration::from_millis(settings.kennel_outbox_stall_ms),
+    )));
+    let bridge = Bridge::start(
+        &snapshot.handlers,
+        Arc::clone(&registry),
+        settings.kennel_handler_send_hwm,
+        settings.limits_handler_targets,
+    )?;
+    let access_log = open_access_log(&snapshot)?;
+    let ctx = Arc::new(Context {
+        snapshot: Arc::clone(&snapshot),
+        registry,
+        bridge: bridge.handle(),
+        limits: Limits {
+            max_head: settings.limits_buffer_size,
+            max_headers: settings.limits_header_count,
+            relaxed_uri: settings.request_relaxed,
+        },
+        url_scheme: "http",
+        access_log,
+    });
+    let connections = Arc::new(Semaphore::new(settings.kennel_max_connections));
+    let tracker = TaskTracker::new();
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, server = %snapshot.server.uuid, "listening");
+    }
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = Arc::clone(&connections).acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        let span = tracing::debug_span!("conn", peer.addr = %peer);
+        tracker.spawn(
+            async move {
+                connection::serve(stream, peer, ctx, shutdown).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    tracker.close();
+    let grace = Duration::from_millis(settings.kennel_shutdown_grace_ms);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        info!(remaining = tracker.len(), "shutdown grace period over; closing the rest");
+    }
+    drop(ctx);
+    tokio::task::spawn_blocking(move || bridge.shutdown())
+        .await
+        .ok();
+    Ok(())
+}
+
+fn open_access_log(snapshot: &Snapshot) -> Result<Option<AccessLog>, ServerError> {
+    let path = &snapshot.server.access_log;
+    if snapshot.settings.disable_access_logging || path.is_empty() {
+        return Ok(None);
+    }
+    AccessLog::open(&snapshot.server_path(path))
+        .map(Some)
+        .map_err(|source| ServerError::AccessLog {
+            server: snapshot.server.id,
+            path: path.clone(),
+            source,
+        })
+}

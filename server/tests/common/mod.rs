@@ -1,0 +1,224 @@
+//! A real Kennel server for tests: a config database in a temp dir, the
+//! library's `server::run` on `127.0.0.1:0` in its own runtime thread with
+//! a shutdown the test controls, handler sockets on `ipc://` paths in the
+//! same temp dir (no port clashes between parallel tests), and a real
+//! handler connected with the `kennel-handler` library.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kennel::config::{self, ServerSelector};
+use kennel_handler::request::Request;
+use kennel_handler::Connection;
+use tokio_util::sync::CancellationToken;
+
+pub const SENDER: &str = "b7b8c2e0-6a6f-4f3e-9a51-0c1d2e3f4a5b";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub send_spec: String,
+    pub recv_spec: String,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Options for the test site.
+pub struct Site {
+    /// Extra SQL run after the base config (settings, routes, …).
+    pub extra_sql: String,
+    /// `protocol` of the handler.
+    pub protocol: &'static str,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site {
+            extra_sql: String::new(),
+            protocol: "json",
+        }
+    }
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(Site::default())
+    }
+
+    pub fn start_with(site: Site) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("public/sub")).unwrap();
+        std::fs::write(root.join("public/index.html"), "<h1>index</h1>\n").unwrap();
+        std::fs::write(root.join("public/hello.txt"), "hello, file\n").unwrap();
+        std::fs::write(root.join("public/sub/index.html"), "sub index\n").unwrap();
+        let send_spec = format!("ipc://{}/send.sock", root.display());
+        let recv_spec = format!("ipc://{}/recv.sock", root.display());
+        let sql = format!(
+            "INSERT INTO server (id, uuid, name, access_log, error_log, chroot, pid_file, default_host, bind_addr, port)
+               VALUES (1, 'test-server', 'test', '{root}/access.log', '{root}/error.log', '', '', 'localhost', '127.0.0.1', 0);
+             INSERT INTO host (id, server_id, name, matching) VALUES (1, 1, 'localhost', 'localhost');
+             INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident, protocol)
+               VALUES (1, '{send_spec}', '{SENDER}', '{recv_spec}', '', '{protocol}');
+             INSERT INTO directory (id, base, index_file, default_ctype) VALUES (1, '{root}/public/', 'index.html', 'text/plain');
+             INSERT INTO proxy (id, addr, port) VALUES (1, '127.0.0.1', 9);
+             INSERT INTO route (path, host_id, target_id, target_type) VALUES
+               ('/handler/', 1, 1, 'handler'),
+               ('/users/(\\d+)$', 1, 1, 'handler'),
+               ('/static/', 1, 1, 'dir'),
+               ('/proxy/', 1, 1, 'proxy');
+             INSERT INTO setting (key, value) VALUES ('kennel.handler.connect_wait_ms', '300');
+             {extra}",
+            root = root.display(),
+            protocol = site.protocol,
+            extra = site.extra_sql,
+        );
+        let db = root.join("config.sqlite");
+        config::apply_sql(&db, &sql).unwrap();
+        let snapshot = Arc::new(config::load(&db, &ServerSelector::Any).unwrap());
+
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                kennel::server::run(snapshot, listener, token).await.unwrap();
+            });
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
+        TestServer {
+            addr,
+            dir,
+            send_spec,
+            recv_spec,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// A handler connected to the server, with the PUB→SUB path proven:
+    /// it replies to connection id 0 (never used) until the server answers
+    /// with a disconnect notice for id 0.
+    pub fn handler(&self) -> Connection {
+        let conn = Connection::connect(&self.send_spec, &self.recv_spec).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            conn.deliver(SENDER, &[0], b"ping").unwrap();
+            if let Some(req) = conn.recv_timeout(Duration::from_millis(50)).unwrap() {
+                if req.is_disconnect() && req.conn_id() == 0 {
+                    // Drain further notices for id 0 from earlier pings.
+                    while let Some(r) = conn.recv_timeout(Duration::from_millis(50)).unwrap() {
+                        assert!(r.is_disconnect() && r.conn_id() == 0, "unexpected {r:?}");
+                    }
+                    return conn;
+                }
+                panic!("unexpected message while connecting: {req:?}");
+            }
+            assert!(Instant::now() < deadline, "handler never connected");
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { stream }
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Receives the next request that is not a notice for connection 0.
+pub fn recv(handler: &Connection) -> Request {
+    loop {
+        let req = handler
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .expect("a request within 10 s");
+        if !(req.is_disconnect() && req.conn_id() == 0) {
+            return req;
+        }
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+}
+
+impl Client {
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.stream.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    /// Reads until the server closes the connection.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        self.stream.read_to_end(&mut buf).unwrap();
+        buf
+    }
+
+    /// Reads one HTTP response with a Content-Length (or none: head only for
+    /// 1xx/204/304 and HEAD is the caller's business) and returns it whole.
+    pub fn read_response(&mut self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            let n = self.stream.read(&mut byte).unwrap();
+            assert!(n > 0, "connection closed inside a head: {:?}", String::from_utf8_lossy(&buf));
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse::<usize>().unwrap())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        self.stream.read_exact(&mut body).unwrap();
+        buf.extend_from_slice(&body);
+        buf
+    }
+
+    /// Whether the server closed the connection (EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
