@@ -4,9 +4,11 @@
 //! - [`config`]: the SQLite config database → an immutable [`config::Snapshot`].
 //! - [`pattern`]: Mongrel2's Lua-like pattern language.
 //! - [`routing`]: host and route lookup with Mongrel2's semantics.
+//! - [`dir`]: the Dir target: static files, conditionals, ranges, `sendfile`.
 //! - [`cli`]: the `kennel` command line.
 
 pub mod cli;
 pub mod config;
+pub mod dir;
 pub mod pattern;
 pub mod routing;
