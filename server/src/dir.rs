@@ -866,3 +866,719 @@ pub async fn send_copy<W: AsyncWrite + Unpin>(response: Response, w: &mut W) -> 
     }
     w.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// 2023-11-14T22:13:20Z, `0x6553f100`: every fixture file's mtime.
+    const MTIME: u64 = 1_700_000_000;
+    const LAST_MODIFIED: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
+    const TEXT: &[u8] = b"0123456789abcdefghij";
+
+    /// A temp dir with `static/` (the base) and `static_sibling/` next to it.
+    struct Site {
+        tmp: tempfile::TempDir,
+        dir: Dir,
+        mimetypes: MimeTypes,
+    }
+
+    impl Site {
+        fn new() -> Site {
+            let tmp = tempfile::tempdir().unwrap();
+            let site = Site {
+                dir: Dir {
+                    id: 1,
+                    base: format!("{}/static/", tmp.path().display()),
+                    index_file: "index.html".into(),
+                    default_ctype: "application/octet-stream".into(),
+                    cache_ttl: 0,
+                },
+                tmp,
+                mimetypes: {
+                    let mut m = MimeTypes::new();
+                    m.insert(".txt", "text/plain");
+                    m.insert(".html", "text/html");
+                    m
+                },
+            };
+            site.file("static/a.txt", TEXT);
+            site.file("static/index.html", b"<h1>home</h1>");
+            site.file("static/sub/index.html", b"sub home");
+            site.file("static/noindex/x.txt", b"x");
+            site.file("static/a b.txt", b"spaced");
+            site.file("static/README", b"readme");
+            site.file("static/empty.txt", b"");
+            site.file("static_sibling/secret.txt", b"secret");
+            site.file("outside.txt", b"outside");
+            site
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.tmp.path().join(rel)
+        }
+
+        fn file(&self, rel: &str, content: &[u8]) {
+            let path = self.path(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, content).unwrap();
+            let f = File::options().write(true).open(&path).unwrap();
+            f.set_modified(UNIX_EPOCH + Duration::from_secs(MTIME))
+                .unwrap();
+        }
+
+        async fn get(&self, path: &str) -> Response {
+            self.respond(&DirRequest {
+                path: path.as_bytes(),
+                ..get()
+            })
+            .await
+        }
+
+        async fn respond(&self, req: &DirRequest<'_>) -> Response {
+            respond(&self.dir, &self.mimetypes, req).await
+        }
+    }
+
+    fn get() -> DirRequest<'static> {
+        DirRequest {
+            method: b"GET",
+            path: b"/static/a.txt",
+            prefix: "/static/",
+            ..DirRequest::default()
+        }
+    }
+
+    fn head_text(r: &Response) -> &str {
+        std::str::from_utf8(&r.head).unwrap()
+    }
+
+    /// The value of header `name` (exact case), if present once.
+    fn header<'r>(r: &'r Response, name: &str) -> Option<&'r str> {
+        let text = head_text(r);
+        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+        let mut found = text
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|line| line.split_once(": "))
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v);
+        let value = found.next();
+        assert_eq!(found.next(), None, "{name} twice");
+        value
+    }
+
+    async fn body(r: Response) -> Vec<u8> {
+        let head_len = r.head.len();
+        let declared = r.body.len();
+        let mut out = Vec::new();
+        send_copy(r, &mut out).await.unwrap();
+        let body = out.split_off(head_len);
+        assert_eq!(body.len() as u64, declared);
+        body
+    }
+
+    const ETAG: &str = "\"6553f100-14\"";
+
+    #[tokio::test]
+    async fn serves_a_file_with_all_headers() {
+        let site = Site::new();
+        let r = site.get("/static/a.txt").await;
+        assert_eq!(r.status, 200);
+        assert!(head_text(&r).starts_with("HTTP/1.1 200 OK\r\n"));
+        assert_eq!(header(&r, "Content-Type"), Some("text/plain"));
+        assert_eq!(header(&r, "Content-Length"), Some("20"));
+        assert_eq!(header(&r, "Last-Modified"), Some(LAST_MODIFIED));
+        assert_eq!(header(&r, "ETag"), Some(ETAG));
+        assert_eq!(header(&r, "Accept-Ranges"), Some("bytes"));
+        assert_eq!(header(&r, "Server"), Some("Kennel"));
+        let date = header(&r, "Date").unwrap();
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+        assert_eq!(header(&r, "Cache-Control"), None, "cache_ttl 0");
+        assert_eq!(header(&r, "Connection"), None);
+        assert_eq!(body(r).await, TEXT);
+    }
+
+    #[tokio::test]
+    async fn cache_control_and_connection_close() {
+        let mut site = Site::new();
+        site.dir.cache_ttl = 300;
+        let r = site
+            .respond(&DirRequest {
+                close: true,
+                ..get()
+            })
+            .await;
+        assert_eq!(header(&r, "Cache-Control"), Some("max-age=300"));
+        assert_eq!(header(&r, "Connection"), Some("close"));
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static/missing",
+                close: true,
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(header(&r, "Connection"), Some("close"));
+    }
+
+    #[tokio::test]
+    async fn percent_decoded_name_and_mimetypes() {
+        let site = Site::new();
+        let r = site.get("/static/a%20b.txt").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(header(&r, "Content-Type"), Some("text/plain"));
+        assert_eq!(body(r).await, b"spaced");
+        let r = site.get("/static/README").await;
+        assert_eq!(header(&r, "Content-Type"), Some("application/octet-stream"));
+        let r = site.get("/static/").await;
+        assert_eq!(header(&r, "Content-Type"), Some("text/html"));
+    }
+
+    #[tokio::test]
+    async fn empty_file_has_empty_body() {
+        let site = Site::new();
+        let r = site.get("/static/empty.txt").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(header(&r, "Content-Length"), Some("0"));
+        assert!(matches!(r.body, Body::Empty));
+    }
+
+    #[tokio::test]
+    async fn head_has_the_same_head_and_no_body() {
+        let site = Site::new();
+        let r = site
+            .respond(&DirRequest {
+                method: b"HEAD",
+                range: Some(b"bytes=0-1"),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 200, "Range is for GET only");
+        assert_eq!(header(&r, "Content-Length"), Some("20"));
+        assert_eq!(header(&r, "ETag"), Some(ETAG));
+        assert!(matches!(r.body, Body::Empty));
+        let r = site
+            .respond(&DirRequest {
+                method: b"HEAD",
+                path: b"/static/nope",
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(header(&r, "Content-Length"), Some("14"));
+        assert!(matches!(r.body, Body::Empty));
+    }
+
+    #[tokio::test]
+    async fn other_methods_get_405() {
+        let site = Site::new();
+        for method in [&b"POST"[..], b"PUT", b"DELETE", b"OPTIONS", b"get"] {
+            let r = site.respond(&DirRequest { method, ..get() }).await;
+            assert_eq!(r.status, 405);
+            assert_eq!(header(&r, "Allow"), Some("GET, HEAD"));
+            assert_eq!(body(r).await, b"405 Method Not Allowed\n");
+        }
+    }
+
+    #[tokio::test]
+    async fn not_found_cases() {
+        let site = Site::new();
+        for path in [
+            "/static/missing.txt",
+            "/stat",
+            "/other/a.txt",
+            "/static/a.txt/",
+            "/static/noindex/",
+            "/static/a%00.txt",
+            "/static/%00",
+        ] {
+            let r = site.get(path).await;
+            assert_eq!(r.status, 404, "{path}");
+            assert_eq!(header(&r, "Content-Length"), Some("14"));
+            assert_eq!(body(r).await, b"404 Not Found\n");
+        }
+    }
+
+    #[tokio::test]
+    async fn traversal_is_refused() {
+        let site = Site::new();
+        for path in [
+            "/static/../outside.txt",
+            "/static/%2e%2e/outside.txt",
+            "/static/%2E%2E%2Foutside.txt",
+            "/static/sub/../../outside.txt",
+            "/static/../static_sibling/secret.txt",
+            "/static/%2e%2e/static_sibling/secret.txt",
+            "/static/..",
+            "/static/../",
+        ] {
+            let r = site.get(path).await;
+            assert_eq!(r.status, 404, "{path}");
+        }
+        // `..` that stays inside is fine.
+        let r = site.get("/static/sub/../a.txt").await;
+        assert_eq!(r.status, 200);
+    }
+
+    #[tokio::test]
+    async fn symlinks_are_followed_only_inside_the_base() {
+        let site = Site::new();
+        symlink(site.path("outside.txt"), site.path("static/out.txt")).unwrap();
+        symlink(site.path("static_sibling"), site.path("static/sib")).unwrap();
+        symlink(site.path("static/a.txt"), site.path("static/in.txt")).unwrap();
+        symlink("nowhere", site.path("static/dangling")).unwrap();
+        assert_eq!(site.get("/static/out.txt").await.status, 404);
+        assert_eq!(site.get("/static/sib/secret.txt").await.status, 404);
+        assert_eq!(site.get("/static/dangling").await.status, 404);
+        let r = site.get("/static/in.txt").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(body(r).await, TEXT);
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_base_works() {
+        let mut site = Site::new();
+        symlink(site.path("static"), site.path("link")).unwrap();
+        site.dir.base = format!("{}/link/", site.tmp.path().display());
+        assert_eq!(site.get("/static/a.txt").await.status, 200);
+        assert_eq!(site.get("/static/../outside.txt").await.status, 404);
+    }
+
+    #[tokio::test]
+    async fn missing_base_is_404() {
+        let mut site = Site::new();
+        site.dir.base = format!("{}/gone/", site.tmp.path().display());
+        assert_eq!(site.get("/static/a.txt").await.status, 404);
+    }
+
+    #[tokio::test]
+    async fn fifo_is_not_served() {
+        let site = Site::new();
+        nix::unistd::mkfifo(
+            &site.path("static/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        assert_eq!(site.get("/static/fifo").await.status, 404);
+    }
+
+    #[tokio::test]
+    async fn index_files() {
+        let site = Site::new();
+        let r = site.get("/static/").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(body(r).await, b"<h1>home</h1>");
+        let r = site.get("/static/sub/").await;
+        assert_eq!(body(r).await, b"sub home");
+        let r = site.get("/static/sub%2F").await;
+        assert_eq!(r.status, 200, "an encoded slash also asks for the index");
+        // The index file named by the config is the one served.
+        let mut site = site;
+        site.dir.index_file = "README".into();
+        let r = site.get("/static/").await;
+        assert_eq!(header(&r, "Content-Type"), Some("application/octet-stream"));
+        assert_eq!(body(r).await, b"readme");
+    }
+
+    #[tokio::test]
+    async fn index_may_not_escape_or_be_a_directory() {
+        let mut site = Site::new();
+        symlink(site.path("outside.txt"), site.path("static/sub/out.html")).unwrap();
+        site.dir.index_file = "out.html".into();
+        assert_eq!(site.get("/static/sub/").await.status, 404);
+        std::fs::create_dir(site.path("static/sub/d")).unwrap();
+        site.dir.index_file = "d".into();
+        assert_eq!(site.get("/static/sub/").await.status, 404);
+    }
+
+    #[tokio::test]
+    async fn directory_without_slash_redirects() {
+        let site = Site::new();
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static/sub",
+                query: Some(b"x=1&y=%20"),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 301);
+        assert_eq!(header(&r, "Location"), Some("/static/sub/?x=1&y=%20"));
+        let r = site.get("/static/noindex").await;
+        assert_eq!(r.status, 301);
+        assert_eq!(header(&r, "Location"), Some("/static/noindex/"));
+        // The route prefix itself without its slash maps onto the base.
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static",
+                prefix: "/static",
+                ..get()
+            })
+            .await;
+        assert_eq!(header(&r, "Location"), Some("/static/"));
+    }
+
+    #[tokio::test]
+    async fn prefix_without_slash_joins_cleanly() {
+        let site = Site::new();
+        let r = site
+            .respond(&DirRequest {
+                prefix: "/static",
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(body(r).await, TEXT);
+    }
+
+    async fn conditional(site: &Site, req: DirRequest<'_>) -> u16 {
+        let r = site.respond(&req).await;
+        let status = r.status;
+        if r.status == 304 {
+            assert_eq!(header(&r, "ETag"), Some(ETAG));
+            assert_eq!(header(&r, "Last-Modified"), Some(LAST_MODIFIED));
+            assert_eq!(header(&r, "Content-Length"), None);
+            assert!(matches!(r.body, Body::Empty));
+        }
+        if r.status == 412 {
+            assert_eq!(body(r).await, b"412 Precondition Failed\n");
+        }
+        status
+    }
+
+    #[tokio::test]
+    async fn if_none_match() {
+        let site = Site::new();
+        for value in [
+            ETAG,
+            "6553f100-14",
+            "W/\"6553f100-14\"",
+            "*",
+            " \"zzz\", \"6553f100-14\" ",
+            "\"a,b\",6553f100-14",
+        ] {
+            let req = DirRequest {
+                if_none_match: Some(value.as_bytes()),
+                ..get()
+            };
+            assert_eq!(conditional(&site, req).await, 304, "{value}");
+            let req = DirRequest {
+                method: b"HEAD",
+                if_none_match: Some(value.as_bytes()),
+                ..get()
+            };
+            assert_eq!(conditional(&site, req).await, 304, "HEAD {value}");
+        }
+        for value in ["\"6553f100-15\"", "\"6553f100-14", "6553f100", ""] {
+            let req = DirRequest {
+                if_none_match: Some(value.as_bytes()),
+                // Ignored when If-None-Match is present.
+                if_modified_since: Some(LAST_MODIFIED.as_bytes()),
+                ..get()
+            };
+            assert_eq!(conditional(&site, req).await, 200, "{value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn if_modified_since() {
+        let site = Site::new();
+        let ims = |value: &'static str| DirRequest {
+            if_modified_since: Some(value.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, ims(LAST_MODIFIED)).await, 304);
+        assert_eq!(
+            conditional(&site, ims("Wed, 15 Nov 2023 00:00:00 GMT")).await,
+            304
+        );
+        assert_eq!(
+            conditional(&site, ims("Tuesday, 14-Nov-23 22:13:20 GMT")).await,
+            304,
+            "obsolete RFC 850 form"
+        );
+        assert_eq!(
+            conditional(&site, ims("Tue, 14 Nov 2023 22:13:19 GMT")).await,
+            200
+        );
+        assert_eq!(conditional(&site, ims("yesterday")).await, 200);
+        assert_eq!(
+            conditional(&site, ims("Sat, 01 Jan 2huh 00:00:00 GMT")).await,
+            200
+        );
+        assert_eq!(
+            conditional(&site, ims("Fri, 01 Jan 9999 00:00:00 GMT")).await,
+            200,
+            "a date in the future is ignored"
+        );
+    }
+
+    #[tokio::test]
+    async fn if_match() {
+        let site = Site::new();
+        let im = |value: &'static str| DirRequest {
+            if_match: Some(value.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, im(ETAG)).await, 200);
+        assert_eq!(conditional(&site, im("6553f100-14")).await, 200);
+        assert_eq!(conditional(&site, im("*")).await, 200);
+        assert_eq!(conditional(&site, im("\"x\", \"6553f100-14\"")).await, 200);
+        assert_eq!(conditional(&site, im("\"6553f100-15\"")).await, 412);
+        assert_eq!(
+            conditional(&site, im("W/\"6553f100-14\"")).await,
+            412,
+            "If-Match compares strongly"
+        );
+        // If-Match wins over If-Unmodified-Since.
+        let req = DirRequest {
+            if_match: Some(ETAG.as_bytes()),
+            if_unmodified_since: Some(b"Mon, 01 Jan 2001 00:00:00 GMT"),
+            ..get()
+        };
+        assert_eq!(conditional(&site, req).await, 200);
+        // A failed If-Match is a 412 even when If-None-Match would say 304.
+        let req = DirRequest {
+            if_match: Some(b"\"other\""),
+            if_none_match: Some(ETAG.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, req).await, 412);
+    }
+
+    #[tokio::test]
+    async fn if_unmodified_since() {
+        let site = Site::new();
+        let ius = |value: &'static str| DirRequest {
+            if_unmodified_since: Some(value.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, ius(LAST_MODIFIED)).await, 200);
+        assert_eq!(
+            conditional(&site, ius("Tue, 14 Nov 2023 22:13:19 GMT")).await,
+            412
+        );
+        assert_eq!(conditional(&site, ius("garbage")).await, 200);
+        // 412 comes before 304.
+        let req = DirRequest {
+            if_unmodified_since: Some(b"Mon, 01 Jan 2001 00:00:00 GMT"),
+            if_none_match: Some(ETAG.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, req).await, 412);
+    }
+
+    fn ranged(range: &'static str) -> DirRequest<'static> {
+        DirRequest {
+            range: Some(range.as_bytes()),
+            ..get()
+        }
+    }
+
+    #[tokio::test]
+    async fn single_ranges() {
+        let site = Site::new();
+        for (range, content_range, expected) in [
+            ("bytes=0-4", "bytes 0-4/20", &b"01234"[..]),
+            ("bytes=18-", "bytes 18-19/20", b"ij"),
+            ("bytes=-3", "bytes 17-19/20", b"hij"),
+            ("bytes=-300", "bytes 0-19/20", TEXT),
+            ("bytes=15-1000", "bytes 15-19/20", b"fghij"),
+            ("BYTES= 5-5 ", "bytes 5-5/20", b"5"),
+            ("bytes=30-40, 2-3", "bytes 2-3/20", b"23"),
+        ] {
+            let r = site.respond(&ranged(range)).await;
+            assert_eq!(r.status, 206, "{range}");
+            assert!(head_text(&r).starts_with("HTTP/1.1 206 Partial Content\r\n"));
+            assert_eq!(header(&r, "Content-Range"), Some(content_range));
+            assert_eq!(header(&r, "Content-Type"), Some("text/plain"));
+            assert_eq!(header(&r, "ETag"), Some(ETAG));
+            let len = expected.len().to_string();
+            assert_eq!(header(&r, "Content-Length"), Some(len.as_str()));
+            assert_eq!(body(r).await, expected, "{range}");
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_ranges_are_ignored() {
+        let site = Site::new();
+        for range in [
+            "bytes=5-2",
+            "bytes=abc",
+            "bytes=1-2-3",
+            "bytes=",
+            "bytes=,",
+            "items=0-1",
+            "bytes 0-1",
+            "bytes=--1",
+            "bytes=0-1,x",
+            "bytes=0x1-2",
+        ] {
+            let r = site.respond(&ranged(range)).await;
+            assert_eq!(r.status, 200, "{range}");
+            assert_eq!(body(r).await, TEXT);
+        }
+    }
+
+    #[tokio::test]
+    async fn unsatisfiable_ranges() {
+        let site = Site::new();
+        for range in ["bytes=20-", "bytes=20-30", "bytes=-0", "bytes=99999999999999999999999-"] {
+            let r = site.respond(&ranged(range)).await;
+            assert_eq!(r.status, 416, "{range}");
+            assert_eq!(header(&r, "Content-Range"), Some("bytes */20"));
+            assert_eq!(body(r).await, b"416 Range Not Satisfiable\n");
+        }
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static/empty.txt",
+                ..ranged("bytes=0-")
+            })
+            .await;
+        assert_eq!(r.status, 416);
+        assert_eq!(header(&r, "Content-Range"), Some("bytes */0"));
+    }
+
+    #[tokio::test]
+    async fn multiple_ranges() {
+        let site = Site::new();
+        let r = site.respond(&ranged("bytes=0-1, 5-7,-2")).await;
+        assert_eq!(r.status, 206);
+        assert_eq!(header(&r, "Content-Range"), None);
+        let ctype = header(&r, "Content-Type").unwrap().to_owned();
+        let boundary = ctype
+            .strip_prefix("multipart/byteranges; boundary=")
+            .unwrap()
+            .to_owned();
+        let len: usize = header(&r, "Content-Length").unwrap().parse().unwrap();
+        let body = body(r).await;
+        assert_eq!(body.len(), len);
+        let expected = format!(
+            "--{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/20\r\n\r\n01\
+             \r\n--{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-7/20\r\n\r\n567\
+             \r\n--{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 18-19/20\r\n\r\nij\
+             \r\n--{b}--\r\n",
+            b = boundary
+        );
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
+        // Boundaries differ between responses.
+        let again = site.respond(&ranged("bytes=0-1,5-7")).await;
+        assert_ne!(
+            header(&again, "Content-Type").unwrap(),
+            ctype,
+            "boundary reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_or_overlapping_ranges_get_the_whole_file() {
+        let site = Site::new();
+        let sixteen = (0..16).map(|i| format!("{i}-{i}")).collect::<Vec<_>>();
+        let header_value = format!("bytes={}", sixteen.join(","));
+        let r = site
+            .respond(&DirRequest {
+                range: Some(header_value.as_bytes()),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 206, "16 ranges are served");
+        let seventeen = format!("{header_value},16-16");
+        let r = site
+            .respond(&DirRequest {
+                range: Some(seventeen.as_bytes()),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 200);
+        let r = site.respond(&ranged("bytes=0-15,5-19")).await;
+        assert_eq!(r.status, 200, "overlaps larger than the file");
+        assert_eq!(body(r).await, TEXT);
+    }
+
+    #[tokio::test]
+    async fn if_range() {
+        let site = Site::new();
+        let with = |if_range: &'static str| DirRequest {
+            if_range: Some(if_range.as_bytes()),
+            ..ranged("bytes=0-1")
+        };
+        for (value, status) in [
+            (ETAG, 206),
+            ("6553f100-14", 206),
+            (LAST_MODIFIED, 206),
+            ("W/\"6553f100-14\"", 200),
+            ("\"6553f100-15\"", 200),
+            ("Tue, 14 Nov 2023 22:13:21 GMT", 200),
+            ("Wed, 15 Nov 2023 00:00:00 GMT", 200),
+            ("\"6553f100-14\", \"x\"", 200),
+            ("", 200),
+        ] {
+            let r = site.respond(&with(value)).await;
+            assert_eq!(r.status, status, "If-Range: {value}");
+        }
+    }
+
+    #[test]
+    fn entity_tag_lists() {
+        let tag = |weak, opaque: &'static str| EntityTag {
+            weak,
+            opaque: opaque.as_bytes(),
+        };
+        assert_eq!(
+            entity_tags(b" \"a\",W/\"b\" ,, c\tW/d,\"e,f\"\"g\""),
+            vec![
+                tag(false, "a"),
+                tag(true, "b"),
+                tag(false, "c"),
+                tag(true, "d"),
+                tag(false, "e,f"),
+                tag(false, "g"),
+            ]
+        );
+        assert_eq!(entity_tags(b"\"a\", \"unterminated"), vec![tag(false, "a")]);
+        assert_eq!(entity_tags(b""), vec![]);
+        assert_eq!(entity_tags(b"\"\""), vec![tag(false, "")]);
+    }
+
+    #[test]
+    fn range_plans() {
+        assert_eq!(plan_ranges(b"bytes=0-0", 1), Ranges::Some(vec![(0, 1)]));
+        assert_eq!(plan_ranges(b"bytes=0-", 0), Ranges::Unsatisfiable);
+        assert_eq!(plan_ranges(b"bytes=-1", 0), Ranges::Unsatisfiable);
+        assert_eq!(
+            plan_ranges(b"bytes=0-18446744073709551615", 10),
+            Ranges::Some(vec![(0, 10)])
+        );
+        assert_eq!(
+            plan_ranges(b"bytes=1-1,3-3", 10),
+            Ranges::Some(vec![(1, 1), (3, 1)])
+        );
+        assert_eq!(plan_ranges(b"bytes=1-1,30-", 10), Ranges::Some(vec![(1, 1)]));
+        assert_eq!(plan_ranges(b"bytes=0-1,2", 10), Ranges::Full);
+    }
+
+    proptest::proptest! {
+        /// Whatever the header says, a plan stays inside the file, has no
+        /// empty range, and never asks for more than the file plus one
+        /// range's worth when there are several.
+        #[test]
+        fn range_plans_stay_inside_the_file(
+            value in proptest::string::bytes_regex("(?s-u)(bytes=)?[-0-9, a-z]{0,40}").unwrap(),
+            size in 0u64..100,
+        ) {
+            match plan_ranges(&value, size) {
+                Ranges::Full | Ranges::Unsatisfiable => {}
+                Ranges::Some(ranges) => {
+                    proptest::prop_assert!(!ranges.is_empty() && ranges.len() <= MAX_RANGES);
+                    for &(offset, len) in &ranges {
+                        proptest::prop_assert!(len > 0 && offset + len <= size);
+                    }
+                    if ranges.len() > 1 {
+                        proptest::prop_assert!(ranges.iter().map(|r| r.1).sum::<u64>() <= size);
+                    }
+                }
+            }
+        }
+    }
+}
