@@ -1424,7 +1424,12 @@ mod tests {
     #[tokio::test]
     async fn unsatisfiable_ranges() {
         let site = Site::new();
-        for range in ["bytes=20-", "bytes=20-30", "bytes=-0", "bytes=99999999999999999999999-"] {
+        for range in [
+            "bytes=20-",
+            "bytes=20-30",
+            "bytes=-0",
+            "bytes=99999999999999999999999-",
+        ] {
             let r = site.respond(&ranged(range)).await;
             assert_eq!(r.status, 416, "{range}");
             assert_eq!(header(&r, "Content-Range"), Some("bytes */20"));
@@ -1554,7 +1559,10 @@ mod tests {
             plan_ranges(b"bytes=1-1,3-3", 10),
             Ranges::Some(vec![(1, 1), (3, 1)])
         );
-        assert_eq!(plan_ranges(b"bytes=1-1,30-", 10), Ranges::Some(vec![(1, 1)]));
+        assert_eq!(
+            plan_ranges(b"bytes=1-1,30-", 10),
+            Ranges::Some(vec![(1, 1)])
+        );
         assert_eq!(plan_ranges(b"bytes=0-1,2", 10), Ranges::Full);
     }
 
