@@ -31,9 +31,9 @@
 //!   larger than the file plus its boundaries.
 
 use std::ffi::OsString;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, SeekFrom};
+use std::io::{self, SeekFrom, Write as _};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -164,8 +164,8 @@ enum Refusal {
     /// No file to serve (the reason is for the debug log only).
     #[error("not found: {0}")]
     NotFound(&'static str),
-    /// The Dir's base directory does not exist: a config problem.
-    #[error("Dir base {} is missing: {source}", .path.display())]
+    /// The Dir's base directory cannot be resolved: a config problem.
+    #[error("Dir base {} cannot be resolved: {source}", .path.display())]
     BaseMissing { path: PathBuf, source: io::Error },
     /// An unexpected I/O error: a 500.
     #[error("I/O error on {}: {source}", .path.display())]
@@ -202,13 +202,13 @@ pub async fn respond(dir: &Dir, mimetypes: &MimeTypes, req: &DirRequest<'_>) -> 
     let Some(rest) = req.path.strip_prefix(req.prefix.as_bytes()) else {
         return refuse(Refusal::NotFound("path outside the prefix"), req, head_only);
     };
-    // httparse never hands over such bytes; the check keeps them out of a
-    // `Location` header whatever the caller does.
+    // httparse never hands over control bytes or spaces; the check keeps
+    // them out of a `Location` header whatever the caller does.
     if !req
         .path
         .iter()
         .chain(req.query.unwrap_or_default())
-        .all(|&b| b.is_ascii_graphic())
+        .all(|&b| b > b' ' && b != 0x7f)
     {
         return refuse(
             Refusal::NotFound("control byte in the path"),
@@ -383,7 +383,12 @@ fn plan_file(
         ),
         Ranges::Unsatisfiable => {
             let content_range = format!("bytes */{size}");
-            return short(416, req, head_only, &[("Content-Range", &content_range)]);
+            return short(
+                416,
+                req,
+                head_only,
+                &[("Content-Range", content_range.as_bytes())],
+            );
         }
         Ranges::Some(ranges) if ranges.len() == 1 => {
             let (offset, len) = ranges[0];
@@ -672,12 +677,12 @@ fn digits(text: &[u8]) -> Option<u64> {
 }
 
 /// Writes a response head line by line.
-struct HeadBuilder(String);
+struct HeadBuilder(Vec<u8>);
 
 impl HeadBuilder {
     /// Starts with the status line, `Date` and `Server`.
     fn new(status: u16) -> Self {
-        let mut head = String::with_capacity(256);
+        let mut head = Vec::with_capacity(256);
         let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
         let mut builder = HeadBuilder(head);
         builder.header("Date", httpdate::fmt_http_date(SystemTime::now()));
@@ -690,13 +695,21 @@ impl HeadBuilder {
         let _ = write!(self.0, "{name}: {value}\r\n");
     }
 
+    /// Adds `name: value` for a value that may not be UTF-8.
+    fn header_bytes(&mut self, name: &str, value: &[u8]) {
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b": ");
+        self.0.extend_from_slice(value);
+        self.0.extend_from_slice(b"\r\n");
+    }
+
     /// Adds `Connection: close` if asked and the blank line.
     fn finish(mut self, close: bool) -> Vec<u8> {
         if close {
-            self.0.push_str("Connection: close\r\n");
+            self.0.extend_from_slice(b"Connection: close\r\n");
         }
-        self.0.push_str("\r\n");
-        self.0.into_bytes()
+        self.0.extend_from_slice(b"\r\n");
+        self.0
     }
 }
 
@@ -721,7 +734,7 @@ fn refuse(refusal: Refusal, req: &DirRequest<'_>, head_only: bool) -> Response {
     match &refusal {
         Refusal::MethodNotAllowed => {
             tracing::debug!(%path, method = %String::from_utf8_lossy(req.method), "dir: {refusal}");
-            short(405, req, head_only, &[("Allow", "GET, HEAD")])
+            short(405, req, head_only, &[("Allow", b"GET, HEAD")])
         }
         Refusal::NotFound(_) => {
             tracing::debug!(%path, "dir: {refusal}");
@@ -741,24 +754,24 @@ fn refuse(refusal: Refusal, req: &DirRequest<'_>, head_only: bool) -> Response {
 /// The 301 for a directory asked for without its `/`: the same path plus
 /// `/`, then the query.
 fn redirect(req: &DirRequest<'_>, head_only: bool) -> Response {
-    let mut location = String::from_utf8_lossy(req.path).into_owned();
-    location.push('/');
+    let mut location = req.path.to_vec();
+    location.push(b'/');
     if let Some(query) = req.query {
-        location.push('?');
-        location.push_str(&String::from_utf8_lossy(query));
+        location.push(b'?');
+        location.extend_from_slice(query);
     }
     short(301, req, head_only, &[("Location", &location)])
 }
 
 /// A response with a small text body (`"404 Not Found\n"`) and `extra`
 /// headers.
-fn short(status: u16, req: &DirRequest<'_>, head_only: bool, extra: &[(&str, &str)]) -> Response {
+fn short(status: u16, req: &DirRequest<'_>, head_only: bool, extra: &[(&str, &[u8])]) -> Response {
     let text = format!("{status} {}\n", reason(status));
     let mut head = HeadBuilder::new(status);
     head.header("Content-Type", "text/plain; charset=utf-8");
     head.header("Content-Length", text.len());
     for (name, value) in extra {
-        head.header(name, value);
+        head.header_bytes(name, value);
     }
     Response {
         status,
@@ -1034,6 +1047,41 @@ mod tests {
         assert_eq!(header(&r, "Content-Type"), Some("application/octet-stream"));
         let r = site.get("/static/").await;
         assert_eq!(header(&r, "Content-Type"), Some("text/html"));
+    }
+
+    #[tokio::test]
+    async fn non_ascii_names_raw_or_encoded() {
+        let site = Site::new();
+        site.file("static/\u{fc}.txt", b"umlaut");
+        std::fs::create_dir(site.path("static/d\u{fc}")).unwrap();
+        for path in [&b"/static/\xc3\xbc.txt"[..], b"/static/%C3%BC.txt"] {
+            let r = site.respond(&DirRequest { path, ..get() }).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(body(r).await, b"umlaut");
+        }
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static/d\xc3\xbc",
+                query: Some(b"q=\xff"),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 301);
+        assert!(
+            r.head
+                .windows(28)
+                .any(|w| w == b"Location: /static/d\xc3\xbc/?q=\xff\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&r.head)
+        );
+        for path in [
+            &b"/static/a b.txt"[..],
+            b"/static/a.txt\r\nX: y",
+            b"/static/\x7f",
+        ] {
+            let r = site.respond(&DirRequest { path, ..get() }).await;
+            assert_eq!(r.status, 404, "{path:?}");
+        }
     }
 
     #[tokio::test]
