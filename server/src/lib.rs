@@ -6,6 +6,8 @@
 //! - [`routing`]: host and route lookup with Mongrel2's semantics.
 //! - [`server`]: the accept loop, connection limit and graceful shutdown.
 //! - [`connection`]: the per-connection task (HTTP in, responses out).
+//! - [`http`]: the HTTP/1.1 request parser, chunked bodies, canned responses.
+//! - [`dir`]: the Dir handler (static files, conditionals, ranges, sendfile).
 //! - [`registry`]: connection ids → outboxes.
 //! - [`bridge`]: the ZeroMQ thread (requests to handlers, replies back).
 //! - [`access`]: the access log (Mongrel2's tnetstring lines).
@@ -17,6 +19,7 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod dir;
 pub mod pattern;
 pub mod process;
 pub mod registry;

@@ -1,0 +1,1640 @@
+//! The Dir target: static files from a `directory` row (PROTOCOL.md §5 "Dir",
+//! with Kennel's decisions from the table at the top of that file).
+//!
+//! Owns: mapping a request path onto a file under the Dir's base
+//! (percent-decoding, symlink resolution, the component-wise containment
+//! check), index files and the redirect for a directory without its `/`, the
+//! validators (`ETag`, `Last-Modified`) and conditional requests (RFC 9110
+//! §13.2.2), byte ranges (single, and multiple as `multipart/byteranges`),
+//! the response head, and writing the body — `sendfile(2)` to a TCP stream,
+//! a read/write loop to any other writer.
+//!
+//! Does not own: parsing the request head or routing (the caller passes the
+//! header values it found and the route's literal prefix), keep-alive (the
+//! caller says whether the response must say `Connection: close`, and closes
+//! the connection itself), or caching file metadata (every request `stat`s).
+//!
+//! Called by the connection task: [`respond`] plans a [`Response`] (the
+//! filesystem work runs on tokio's blocking pool), then [`send`] or
+//! [`send_copy`] writes it.
+//!
+//! Choices where the brief left room:
+//! - A decoded NUL byte in the path is a 404: no file can have that name.
+//! - A file that cannot be read for lack of permission, a dangling symlink,
+//!   a symlink loop and a name that is too long are 404s (logged at debug);
+//!   a missing base directory is a 404 logged at warn (the operator must
+//!   fix the config); any other I/O error is a 500 logged at warn.
+//! - `Range` is honoured for GET only (RFC 9110 §14.2: range handling is
+//!   defined for GET); a HEAD gets the head of the full 200.
+//! - Multiple ranges whose total exceeds the file size (overlaps), or more
+//!   than [`MAX_RANGES`] ranges, get the full 200: a multipart body is never
+//!   larger than the file plus its boundaries.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, SeekFrom, Write as _};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+
+use crate::config::{Dir, MimeTypes};
+
+/// Most ranges honoured in one `Range` header; a request with more gets the
+/// full 200. Default 16: real clients (PDF readers, media players, download
+/// resumers) ask for one or a handful, while thousands of tiny or
+/// overlapping ranges are a known way to make a server do much work for a
+/// short request (RFC 9110 §14.2, CVE-2011-3192).
+pub const MAX_RANGES: usize = 16;
+
+/// Most bytes one `sendfile(2)` call is asked to move. Default 1 MiB: a
+/// non-blocking socket takes no more than its send buffer (a few MiB at
+/// most) per call anyway; the cap keeps one call from copying a large file
+/// range in one go while other tasks wait on this thread.
+pub const SENDFILE_CHUNK: usize = 1 << 20;
+
+/// Size of the buffer [`send_copy`] reads the file through. Default 64 KiB:
+/// large enough that syscalls and blocking-pool hand-offs are few, small
+/// enough to allocate per response without thought.
+pub const COPY_CHUNK: usize = 64 * 1024;
+
+/// What the Dir handler needs from a request (the connection task fills it
+/// from the parsed head). Header values are raw bytes, as received.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DirRequest<'a> {
+    /// The request method (`GET` and `HEAD` are served).
+    pub method: &'a [u8],
+    /// The raw request path, not percent-decoded and without the query,
+    /// e.g. `b"/static/a%20b.txt"`.
+    pub path: &'a [u8],
+    /// The query string (after `?`), kept in a directory redirect.
+    pub query: Option<&'a [u8]>,
+    /// The route's literal prefix, e.g. `"/static/"`: the file path is the
+    /// base plus the request path minus this prefix.
+    pub prefix: &'a str,
+    /// `If-None-Match`.
+    pub if_none_match: Option<&'a [u8]>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<&'a [u8]>,
+    /// `If-Unmodified-Since`.
+    pub if_unmodified_since: Option<&'a [u8]>,
+    /// `If-Match`.
+    pub if_match: Option<&'a [u8]>,
+    /// `Range`.
+    pub range: Option<&'a [u8]>,
+    /// `If-Range`.
+    pub if_range: Option<&'a [u8]>,
+    /// The response must say `Connection: close`.
+    pub close: bool,
+}
+
+/// A planned response: the complete head and where the body comes from.
+#[derive(Debug)]
+pub struct Response {
+    /// The status code (also in `head`).
+    pub status: u16,
+    /// Status line, headers and the blank line that ends them.
+    pub head: Vec<u8>,
+    /// The body; [`Body::Empty`] for HEAD and 304.
+    pub body: Body,
+}
+
+/// Where a response body comes from.
+#[derive(Debug)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A body held in memory (error pages, redirects).
+    Bytes(Bytes),
+    /// A body read from an open file: `parts` in order, `len` bytes in all.
+    File {
+        /// The open file.
+        file: File,
+        /// The pieces of the body: file ranges, and for
+        /// `multipart/byteranges` the boundary text between them.
+        parts: Vec<Part>,
+        /// Total body bytes (the `Content-Length`).
+        len: u64,
+    },
+}
+
+/// One piece of a [`Body::File`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Bytes written as they are (multipart boundaries and part headers).
+    Bytes(Bytes),
+    /// `len` bytes of the file starting at `offset`.
+    Range {
+        /// Offset in the file.
+        offset: u64,
+        /// Number of bytes.
+        len: u64,
+    },
+}
+
+impl Body {
+    /// How many bytes the body has.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the body has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a request is not answered with a file.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// The method is not GET or HEAD.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// No file to serve (the reason is for the debug log only).
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// The Dir's base directory cannot be resolved: a config problem.
+    #[error("Dir base {} cannot be resolved: {source}", .path.display())]
+    BaseMissing { path: PathBuf, source: io::Error },
+    /// An unexpected I/O error: a 500.
+    #[error("I/O error on {}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// What the filesystem lookup found.
+enum Found {
+    /// A regular file, open, with its metadata.
+    File { file: File, meta: Metadata },
+    /// A directory asked for without the trailing `/`.
+    Directory,
+}
+
+/// The filesystem part of a request, run on the blocking pool.
+struct Lookup {
+    /// The Dir's base as configured.
+    base: String,
+    /// The percent-decoded request path minus the prefix.
+    rest: Vec<u8>,
+    /// The index file name when the path ends in `/`.
+    index: Option<String>,
+}
+
+/// Plans the response to `req` for the Dir `dir`. The filesystem work
+/// (canonicalize, open, `fstat`) runs on tokio's blocking pool; everything
+/// else is computed in place.
+pub async fn respond(dir: &Dir, mimetypes: &MimeTypes, req: &DirRequest<'_>) -> Response {
+    let head_only = match req.method {
+        b"GET" => false,
+        b"HEAD" => true,
+        _ => return refuse(Refusal::MethodNotAllowed, req, false),
+    };
+    let Some(rest) = req.path.strip_prefix(req.prefix.as_bytes()) else {
+        return refuse(Refusal::NotFound("path outside the prefix"), req, head_only);
+    };
+    // httparse never hands over control bytes or spaces; the check keeps
+    // them out of a `Location` header whatever the caller does.
+    if !req
+        .path
+        .iter()
+        .chain(req.query.unwrap_or_default())
+        .all(|&b| b > b' ' && b != 0x7f)
+    {
+        return refuse(
+            Refusal::NotFound("control byte in the path"),
+            req,
+            head_only,
+        );
+    }
+    let rest: Vec<u8> = percent_encoding::percent_decode(rest).collect();
+    if rest.contains(&0) {
+        return refuse(Refusal::NotFound("NUL in the path"), req, head_only);
+    }
+    let wants_index = req.path.ends_with(b"/") || rest.ends_with(b"/");
+    let name = if wants_index {
+        dir.index_file.clone()
+    } else {
+        String::from_utf8_lossy(&rest).into_owned()
+    };
+    let lookup = Lookup {
+        base: dir.base.clone(),
+        rest,
+        index: wants_index.then(|| dir.index_file.clone()),
+    };
+    let found = match tokio::task::spawn_blocking(move || lookup.resolve()).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(refusal)) => return refuse(refusal, req, head_only),
+        Err(join) => {
+            let source = io::Error::other(join.to_string());
+            let path = PathBuf::from(&dir.base);
+            return refuse(Refusal::Io { path, source }, req, head_only);
+        }
+    };
+    let (file, meta) = match found {
+        Found::File { file, meta } => (file, meta),
+        Found::Directory => return redirect(req, head_only),
+    };
+    let ctype = mimetypes.lookup(&name).unwrap_or(&dir.default_ctype);
+    plan_file(file, &meta, ctype, dir.cache_ttl, req, head_only)
+}
+
+impl Lookup {
+    /// Resolves the path, checks it lies inside the base and opens it.
+    fn resolve(self) -> Result<Found, Refusal> {
+        let base = std::fs::canonicalize(&self.base).map_err(|source| Refusal::BaseMissing {
+            path: PathBuf::from(&self.base),
+            source,
+        })?;
+        let mut raw = self.base.into_bytes();
+        if !raw.ends_with(b"/") {
+            raw.push(b'/');
+        }
+        raw.extend_from_slice(&self.rest);
+        let mut path = contained(&base, &PathBuf::from(OsString::from_vec(raw)))?;
+        if let Some(index) = &self.index {
+            path = contained(&base, &path.join(index))?;
+        }
+        // The canonical path has no symlink; O_NOFOLLOW refuses one swapped
+        // in since. O_NONBLOCK keeps a FIFO from blocking the open (it has
+        // no effect on regular files).
+        let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits())
+            .open(&path)
+            .map_err(|e| classify(&path, e))?;
+        let meta = file.metadata().map_err(|e| classify(&path, e))?;
+        if meta.is_dir() {
+            if self.index.is_some() {
+                return Err(Refusal::NotFound("the index file is a directory"));
+            }
+            return Ok(Found::Directory);
+        }
+        if !meta.is_file() {
+            return Err(Refusal::NotFound("not a regular file"));
+        }
+        Ok(Found::File { file, meta })
+    }
+}
+
+/// `target` with symlinks resolved, if that lies inside `base` (compared
+/// component by component, so `/srv/static_sibling` is not inside
+/// `/srv/static`).
+fn contained(base: &Path, target: &Path) -> Result<PathBuf, Refusal> {
+    let real = std::fs::canonicalize(target).map_err(|e| classify(target, e))?;
+    if real.starts_with(base) {
+        Ok(real)
+    } else {
+        Err(Refusal::NotFound("outside the base"))
+    }
+}
+
+/// An I/O error that means "no such file to serve" is a 404; others are
+/// unexpected.
+fn classify(path: &Path, source: io::Error) -> Refusal {
+    let missing = matches!(
+        source.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+    ) || [Errno::ENOTDIR, Errno::ELOOP, Errno::ENAMETOOLONG]
+        .iter()
+        .any(|&errno| source.raw_os_error() == Some(errno as i32));
+    if missing {
+        Refusal::NotFound("no such file")
+    } else {
+        Refusal::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// The validators of a file: what `ETag` and `Last-Modified` are made of.
+struct Validators {
+    /// The ETag without its quotes: Mongrel2's `<mtime hex>-<size hex>`.
+    opaque: String,
+    /// Modification time in whole seconds since the epoch.
+    mtime: u64,
+}
+
+/// Plans the answer for an open regular file: conditionals, ranges, head.
+fn plan_file(
+    file: File,
+    meta: &Metadata,
+    ctype: &str,
+    cache_ttl: u64,
+    req: &DirRequest<'_>,
+    head_only: bool,
+) -> Response {
+    let size = meta.len();
+    let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
+    let v = Validators {
+        opaque: format!("{mtime:x}-{size:x}"),
+        mtime,
+    };
+    let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(mtime));
+    let validator_headers = |head: &mut HeadBuilder| {
+        head.header("Last-Modified", &last_modified);
+        head.header("ETag", format_args!("\"{}\"", v.opaque));
+        if cache_ttl > 0 {
+            head.header("Cache-Control", format_args!("max-age={cache_ttl}"));
+        }
+    };
+
+    match precondition(req, &v) {
+        Some(Precondition::NotModified) => {
+            let mut head = HeadBuilder::new(304);
+            validator_headers(&mut head);
+            return Response {
+                status: 304,
+                head: head.finish(req.close),
+                body: Body::Empty,
+            };
+        }
+        Some(Precondition::Failed) => return short(412, req, head_only, &[]),
+        None => {}
+    }
+
+    let ranges = match req.range {
+        Some(range) if !head_only && req.if_range.is_none_or(|value| if_range_holds(value, &v)) => {
+            plan_ranges(range, size)
+        }
+        _ => Ranges::Full,
+    };
+    let (status, parts, len, content_type, content_range) = match ranges {
+        Ranges::Full => (
+            200,
+            vec![Part::Range {
+                offset: 0,
+                len: size,
+            }],
+            size,
+            ctype.to_owned(),
+            None,
+        ),
+        Ranges::Unsatisfiable => {
+            let content_range = format!("bytes */{size}");
+            return short(
+                416,
+                req,
+                head_only,
+                &[("Content-Range", content_range.as_bytes())],
+            );
+        }
+        Ranges::Some(ranges) if ranges.len() == 1 => {
+            let (offset, len) = ranges[0];
+            let content_range = format!("bytes {}-{}/{size}", offset, offset + len - 1);
+            let parts = vec![Part::Range { offset, len }];
+            (206, parts, len, ctype.to_owned(), Some(content_range))
+        }
+        Ranges::Some(ranges) => {
+            let boundary = boundary();
+            let (parts, len) = multipart(&ranges, size, ctype, &boundary);
+            let content_type = format!("multipart/byteranges; boundary={boundary}");
+            (206, parts, len, content_type, None)
+        }
+    };
+
+    let mut head = HeadBuilder::new(status);
+    head.header("Content-Type", &content_type);
+    head.header("Content-Length", len);
+    validator_headers(&mut head);
+    head.header("Accept-Ranges", "bytes");
+    if let Some(content_range) = &content_range {
+        head.header("Content-Range", content_range);
+    }
+    let body = if head_only || len == 0 {
+        Body::Empty
+    } else {
+        Body::File { file, parts, len }
+    };
+    Response {
+        status,
+        head: head.finish(req.close),
+        body,
+    }
+}
+
+/// The `multipart/byteranges` body for `ranges` (RFC 9110 §14.6): the
+/// parts, alternating boundary text and file ranges, and the total length.
+fn multipart(ranges: &[(u64, u64)], size: u64, ctype: &str, boundary: &str) -> (Vec<Part>, u64) {
+    let mut parts = Vec::with_capacity(ranges.len() * 2 + 1);
+    let mut len = 0;
+    for (i, &(offset, n)) in ranges.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "\r\n" };
+        let text = format!(
+            "{sep}--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes {}-{}/{size}\r\n\r\n",
+            offset,
+            offset + n - 1
+        );
+        len += text.len() as u64 + n;
+        parts.push(Part::Bytes(Bytes::from(text)));
+        parts.push(Part::Range { offset, len: n });
+    }
+    let end = format!("\r\n--{boundary}--\r\n");
+    len += end.len() as u64;
+    parts.push(Part::Bytes(Bytes::from(end)));
+    (parts, len)
+}
+
+/// A multipart boundary that differs from response to response: 64 bits
+/// from std's randomly keyed hasher, fed a counter.
+fn boundary() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("kennel-{:016x}", hasher.finish())
+}
+
+/// The outcome of the preconditions that stop a normal answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Precondition {
+    /// 412.
+    Failed,
+    /// 304.
+    NotModified,
+}
+
+/// Evaluates `If-Match`, `If-Unmodified-Since`, `If-None-Match` and
+/// `If-Modified-Since` in RFC 9110 §13.2.2's order. The method is GET or
+/// HEAD, so a matching `If-None-Match` is a 304.
+fn precondition(req: &DirRequest<'_>, v: &Validators) -> Option<Precondition> {
+    if let Some(value) = req.if_match {
+        let matches = is_star(value)
+            || entity_tags(value)
+                .iter()
+                .any(|tag| !tag.weak && tag.opaque == v.opaque.as_bytes());
+        if !matches {
+            return Some(Precondition::Failed);
+        }
+    } else if let Some(date) = req.if_unmodified_since.and_then(parse_date) {
+        if v.mtime > date {
+            return Some(Precondition::Failed);
+        }
+    }
+    if let Some(value) = req.if_none_match {
+        let matches = is_star(value)
+            || entity_tags(value)
+                .iter()
+                .any(|tag| tag.opaque == v.opaque.as_bytes());
+        if matches {
+            return Some(Precondition::NotModified);
+        }
+    } else if let Some(date) = req.if_modified_since.and_then(parse_date) {
+        // A date in the future is invalid (RFC 9110 §13.1.3): ignored.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if date <= now && v.mtime <= date {
+            return Some(Precondition::NotModified);
+        }
+    }
+    None
+}
+
+/// Whether an `If-Range` value lets the `Range` apply: an HTTP-date equal
+/// to the modification time, or an entity tag strongly equal to ours
+/// (quoted, or unquoted as Mongrel2 sent it).
+fn if_range_holds(value: &[u8], v: &Validators) -> bool {
+    if let Some(date) = parse_date(value) {
+        return date == v.mtime;
+    }
+    match entity_tags(value).as_slice() {
+        [tag] => !tag.weak && tag.opaque == v.opaque.as_bytes(),
+        _ => false,
+    }
+}
+
+/// An HTTP-date as seconds since the epoch; `None` if invalid.
+fn parse_date(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(trim(value)).ok()?;
+    let time = httpdate::parse_http_date(text).ok()?;
+    time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+/// One entity tag from an `If-Match`, `If-None-Match` or `If-Range` value.
+#[derive(Debug, PartialEq, Eq)]
+struct EntityTag<'a> {
+    /// Written with `W/`.
+    weak: bool,
+    /// The tag without `W/` and quotes.
+    opaque: &'a [u8],
+}
+
+/// The entity tags in a comma-separated list. Each is `"x"`, `W/"x"`, or —
+/// for Mongrel2's unquoted ETag — a bare token ended by a comma or
+/// whitespace. An unterminated quote ends the list.
+fn entity_tags(mut value: &[u8]) -> Vec<EntityTag<'_>> {
+    let mut tags = Vec::new();
+    loop {
+        while let [b' ' | b'\t' | b',', tail @ ..] = value {
+            value = tail;
+        }
+        if value.is_empty() {
+            return tags;
+        }
+        let weak = value.starts_with(b"W/");
+        if weak {
+            value = &value[2..];
+        }
+        if let [b'"', tail @ ..] = value {
+            let Some(end) = tail.iter().position(|&b| b == b'"') else {
+                return tags;
+            };
+            tags.push(EntityTag {
+                weak,
+                opaque: &tail[..end],
+            });
+            value = &tail[end + 1..];
+        } else {
+            let end = value
+                .iter()
+                .position(|&b| matches!(b, b',' | b' ' | b'\t'))
+                .unwrap_or(value.len());
+            if end > 0 {
+                tags.push(EntityTag {
+                    weak,
+                    opaque: &value[..end],
+                });
+            }
+            value = &value[end..];
+        }
+    }
+}
+
+/// Whether a header value is `*`.
+fn is_star(value: &[u8]) -> bool {
+    trim(value) == b"*"
+}
+
+/// `value` without leading and trailing spaces and tabs.
+fn trim(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+/// What a `Range` header asks of a file.
+#[derive(Debug, PartialEq, Eq)]
+enum Ranges {
+    /// Serve the whole file: no usable `Range` (invalid syntax, another
+    /// unit, too many ranges, overlaps larger than the file).
+    Full,
+    /// No range overlaps the file: 416.
+    Unsatisfiable,
+    /// These `(offset, len)` ranges, in the order asked, none empty.
+    Some(Vec<(u64, u64)>),
+}
+
+/// Plans a `Range` header value against a file of `size` bytes
+/// (RFC 9110 §14.1.2): `bytes=` then a comma-separated list of `a-b`, `a-`
+/// and `-n`. Ranges past the end are dropped; a last position past the end
+/// is clamped.
+fn plan_ranges(value: &[u8], size: u64) -> Ranges {
+    let value = trim(value);
+    let Some(set) = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case(b"bytes="))
+        .map(|_| &value[6..])
+    else {
+        return Ranges::Full;
+    };
+    let mut specs = 0;
+    let mut ranges = Vec::new();
+    for spec in set.split(|&b| b == b',') {
+        let spec = trim(spec);
+        if spec.is_empty() {
+            continue;
+        }
+        specs += 1;
+        if specs > MAX_RANGES {
+            return Ranges::Full;
+        }
+        let Some(dash) = spec.iter().position(|&b| b == b'-') else {
+            return Ranges::Full;
+        };
+        let (first, last) = (&spec[..dash], &spec[dash + 1..]);
+        let range = if first.is_empty() {
+            let Some(suffix) = digits(last) else {
+                return Ranges::Full;
+            };
+            let n = suffix.min(size);
+            (n > 0).then(|| (size - n, n))
+        } else {
+            let Some(first) = digits(first) else {
+                return Ranges::Full;
+            };
+            let last = if last.is_empty() {
+                u64::MAX
+            } else {
+                match digits(last) {
+                    Some(last) if last >= first => last,
+                    _ => return Ranges::Full,
+                }
+            };
+            (first < size).then(|| (first, last.min(size - 1) - first + 1))
+        };
+        ranges.extend(range);
+    }
+    if specs == 0 {
+        return Ranges::Full;
+    }
+    if ranges.is_empty() {
+        return Ranges::Unsatisfiable;
+    }
+    if ranges.len() > 1 && ranges.iter().map(|&(_, n)| n).sum::<u64>() > size {
+        return Ranges::Full;
+    }
+    Ranges::Some(ranges)
+}
+
+/// A run of ASCII digits as a number (saturating at `u64::MAX`); `None`
+/// if empty or not all digits.
+fn digits(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(text.iter().fold(0u64, |n, &d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
+/// Writes a response head line by line.
+struct HeadBuilder(Vec<u8>);
+
+impl HeadBuilder {
+    /// Starts with the status line, `Date` and `Server`.
+    fn new(status: u16) -> Self {
+        let mut head = Vec::with_capacity(256);
+        let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
+        let mut builder = HeadBuilder(head);
+        builder.header("Date", httpdate::fmt_http_date(SystemTime::now()));
+        builder.header("Server", "Kennel");
+        builder
+    }
+
+    /// Adds `name: value`.
+    fn header(&mut self, name: &str, value: impl fmt::Display) {
+        let _ = write!(self.0, "{name}: {value}\r\n");
+    }
+
+    /// Adds `name: value` for a value that may not be UTF-8.
+    fn header_bytes(&mut self, name: &str, value: &[u8]) {
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b": ");
+        self.0.extend_from_slice(value);
+        self.0.extend_from_slice(b"\r\n");
+    }
+
+    /// Adds `Connection: close` if asked and the blank line.
+    fn finish(mut self, close: bool) -> Vec<u8> {
+        if close {
+            self.0.extend_from_slice(b"Connection: close\r\n");
+        }
+        self.0.extend_from_slice(b"\r\n");
+        self.0
+    }
+}
+
+/// The reason phrase for the statuses this module sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        412 => "Precondition Failed",
+        416 => "Range Not Satisfiable",
+        _ => "Internal Server Error",
+    }
+}
+
+/// The response for a refusal, logged as its cause deserves.
+fn refuse(refusal: Refusal, req: &DirRequest<'_>, head_only: bool) -> Response {
+    let path = String::from_utf8_lossy(req.path);
+    match &refusal {
+        Refusal::MethodNotAllowed => {
+            tracing::debug!(%path, method = %String::from_utf8_lossy(req.method), "dir: {refusal}");
+            short(405, req, head_only, &[("Allow", b"GET, HEAD")])
+        }
+        Refusal::NotFound(_) => {
+            tracing::debug!(%path, "dir: {refusal}");
+            short(404, req, head_only, &[])
+        }
+        Refusal::BaseMissing { .. } => {
+            tracing::warn!(%path, "dir: {refusal}");
+            short(404, req, head_only, &[])
+        }
+        Refusal::Io { .. } => {
+            tracing::warn!(%path, "dir: {refusal}");
+            short(500, req, head_only, &[])
+        }
+    }
+}
+
+/// The 301 for a directory asked for without its `/`: the same path plus
+/// `/`, then the query.
+fn redirect(req: &DirRequest<'_>, head_only: bool) -> Response {
+    let mut location = req.path.to_vec();
+    location.push(b'/');
+    if let Some(query) = req.query {
+        location.push(b'?');
+        location.extend_from_slice(query);
+    }
+    short(301, req, head_only, &[("Location", &location)])
+}
+
+/// A response with a small text body (`"404 Not Found\n"`) and `extra`
+/// headers.
+fn short(status: u16, req: &DirRequest<'_>, head_only: bool, extra: &[(&str, &[u8])]) -> Response {
+    let text = format!("{status} {}\n", reason(status));
+    let mut head = HeadBuilder::new(status);
+    head.header("Content-Type", "text/plain; charset=utf-8");
+    head.header("Content-Length", text.len());
+    for (name, value) in extra {
+        head.header_bytes(name, value);
+    }
+    Response {
+        status,
+        head: head.finish(req.close),
+        body: if head_only {
+            Body::Empty
+        } else {
+            Body::Bytes(Bytes::from(text))
+        },
+    }
+}
+
+/// Writes a planned response to a TCP stream: the head, then the body;
+/// file ranges with `sendfile(2)` (zero copy), bytes with `write_all`.
+/// A head with an in-memory body goes out in one vectored write.
+///
+/// A file that shrinks while it is sent is an `UnexpectedEof` error: the
+/// promised `Content-Length` cannot be met, so the caller must close.
+pub async fn send(response: Response, stream: &mut TcpStream) -> io::Result<()> {
+    let head = Bytes::from(response.head);
+    match response.body {
+        Body::Empty => stream.write_all(&head).await,
+        Body::Bytes(body) => stream.write_all_buf(&mut head.chain(body)).await,
+        Body::File { file, parts, .. } => {
+            stream.write_all(&head).await?;
+            for part in parts {
+                match part {
+                    Part::Bytes(bytes) => stream.write_all(&bytes).await?,
+                    Part::Range { offset, len } => {
+                        sendfile_range(stream, &file, offset, len).await?
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sends `len` bytes of `file` from `offset` with `sendfile(2)`, waiting
+/// for the socket to become writable whenever it is full.
+async fn sendfile_range(stream: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let mut position = nix::libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+    let mut remaining = len;
+    while remaining > 0 {
+        let count = usize::try_from(remaining).map_or(SENDFILE_CHUNK, |r| r.min(SENDFILE_CHUNK));
+        stream.writable().await?;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            nix::sys::sendfile::sendfile(stream, file, Some(&mut position), count)
+                .map_err(io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while it was sent",
+                ))
+            }
+            Ok(n) => remaining -= n as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes a planned response to any writer (TLS, or a buffer in tests):
+/// the head, then the body, reading file ranges in [`COPY_CHUNK`] pieces
+/// (file reads run on the blocking pool). Flushes at the end.
+pub async fn send_copy<W: AsyncWrite + Unpin>(response: Response, w: &mut W) -> io::Result<()> {
+    w.write_all(&response.head).await?;
+    match response.body {
+        Body::Empty => {}
+        Body::Bytes(body) => w.write_all(&body).await?,
+        Body::File { file, parts, .. } => {
+            let mut file = tokio::fs::File::from_std(file);
+            let mut buf = vec![0; COPY_CHUNK];
+            for part in parts {
+                match part {
+                    Part::Bytes(bytes) => w.write_all(&bytes).await?,
+                    Part::Range { offset, len } => {
+                        file.seek(SeekFrom::Start(offset)).await?;
+                        let mut remaining = len;
+                        while remaining > 0 {
+                            let want = usize::try_from(remaining)
+                                .map_or(COPY_CHUNK, |r| r.min(COPY_CHUNK));
+                            let n = file.read(&mut buf[..want]).await?;
+                            if n == 0 {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "file shrank while it was sent",
+                                ));
+                            }
+                            w.write_all(&buf[..n]).await?;
+                            remaining -= n as u64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    w.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// 2023-11-14T22:13:20Z, `0x6553f100`: every fixture file's mtime.
+    const MTIME: u64 = 1_700_000_000;
+    const LAST_MODIFIED: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
+    const TEXT: &[u8] = b"0123456789abcdefghij";
+
+    /// A temp dir with `static/` (the base) and `static_sibling/` next to it.
+    struct Site {
+        tmp: tempfile::TempDir,
+        dir: Dir,
+        mimetypes: MimeTypes,
+    }
+
+    impl Site {
+        fn new() -> Site {
+            let tmp = tempfile::tempdir().unwrap();
+            let site = Site {
+                dir: Dir {
+                    id: 1,
+                    base: format!("{}/static/", tmp.path().display()),
+                    index_file: "index.html".into(),
+                    default_ctype: "application/octet-stream".into(),
+                    cache_ttl: 0,
+                },
+                tmp,
+                mimetypes: {
+                    let mut m = MimeTypes::new();
+                    m.insert(".txt", "text/plain");
+                    m.insert(".html", "text/html");
+                    m
+                },
+            };
+            site.file("static/a.txt", TEXT);
+            site.file("static/index.html", b"<h1>home</h1>");
+            site.file("static/sub/index.html", b"sub home");
+            site.file("static/noindex/x.txt", b"x");
+            site.file("static/a b.txt", b"spaced");
+            site.file("static/README", b"readme");
+            site.file("static/empty.txt", b"");
+            site.file("static_sibling/secret.txt", b"secret");
+            site.file("outside.txt", b"outside");
+            site
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.tmp.path().join(rel)
+        }
+
+        fn file(&self, rel: &str, content: &[u8]) {
+            let path = self.path(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, content).unwrap();
+            let f = File::options().write(true).open(&path).unwrap();
+            f.set_modified(UNIX_EPOCH + Duration::from_secs(MTIME))
+                .unwrap();
+        }
+
+        async fn get(&self, path: &str) -> Response {
+            self.respond(&DirRequest {
+                path: path.as_bytes(),
+                ..get()
+            })
+            .await
+        }
+
+        async fn respond(&self, req: &DirRequest<'_>) -> Response {
+            respond(&self.dir, &self.mimetypes, req).await
+        }
+    }
+
+    fn get() -> DirRequest<'static> {
+        DirRequest {
+            method: b"GET",
+            path: b"/static/a.txt",
+            prefix: "/static/",
+            ..DirRequest::default()
+        }
+    }
+
+    fn head_text(r: &Response) -> &str {
+        std::str::from_utf8(&r.head).unwrap()
+    }
+
+    /// The value of header `name` (exact case), if present once.
+    fn header<'r>(r: &'r Response, name: &str) -> Option<&'r str> {
+        let text = head_text(r);
+        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+        let mut found = text
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|line| line.split_once(": "))
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v);
+        let value = found.next();
+        assert_eq!(found.next(), None, "{name} twice");
+        value
+    }
+
+    async fn body(r: Response) -> Vec<u8> {
+        let head_len = r.head.len();
+        let declared = r.body.len();
+        let mut out = Vec::new();
+        send_copy(r, &mut out).await.unwrap();
+        let body = out.split_off(head_len);
+        assert_eq!(body.len() as u64, declared);
+        body
+    }
+
+    const ETAG: &str = "\"6553f100-14\"";
+
+    #[tokio::test]
+    async fn serves_a_file_with_all_headers() {
+        let site = Site::new();
+        let r = site.get("/static/a.txt").await;
+        assert_eq!(r.status, 200);
+        assert!(head_text(&r).starts_with("HTTP/1.1 200 OK\r\n"));
+        assert_eq!(header(&r, "Content-Type"), Some("text/plain"));
+        assert_eq!(header(&r, "Content-Length"), Some("20"));
+        assert_eq!(header(&r, "Last-Modified"), Some(LAST_MODIFIED));
+        assert_eq!(header(&r, "ETag"), Some(ETAG));
+        assert_eq!(header(&r, "Accept-Ranges"), Some("bytes"));
+        assert_eq!(header(&r, "Server"), Some("Kennel"));
+        let date = header(&r, "Date").unwrap();
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+        assert_eq!(header(&r, "Cache-Control"), None, "cache_ttl 0");
+        assert_eq!(header(&r, "Connection"), None);
+        assert_eq!(body(r).await, TEXT);
+    }
+
+    #[tokio::test]
+    async fn cache_control_and_connection_close() {
+        let mut site = Site::new();
+        site.dir.cache_ttl = 300;
+        let r = site
+            .respond(&DirRequest {
+                close: true,
+                ..get()
+            })
+            .await;
+        assert_eq!(header(&r, "Cache-Control"), Some("max-age=300"));
+        assert_eq!(header(&r, "Connection"), Some("close"));
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static/missing",
+                close: true,
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(header(&r, "Connection"), Some("close"));
+    }
+
+    #[tokio::test]
+    async fn percent_decoded_name_and_mimetypes() {
+        let site = Site::new();
+        let r = site.get("/static/a%20b.txt").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(header(&r, "Content-Type"), Some("text/plain"));
+        assert_eq!(body(r).await, b"spaced");
+        let r = site.get("/static/README").await;
+        assert_eq!(header(&r, "Content-Type"), Some("application/octet-stream"));
+        let r = site.get("/static/").await;
+        assert_eq!(header(&r, "Content-Type"), Some("text/html"));
+    }
+
+    #[tokio::test]
+    async fn non_ascii_names_raw_or_encoded() {
+        let site = Site::new();
+        site.file("static/\u{fc}.txt", b"umlaut");
+        std::fs::create_dir(site.path("static/d\u{fc}")).unwrap();
+        for path in [&b"/static/\xc3\xbc.txt"[..], b"/static/%C3%BC.txt"] {
+            let r = site.respond(&DirRequest { path, ..get() }).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(body(r).await, b"umlaut");
+        }
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static/d\xc3\xbc",
+                query: Some(b"q=\xff"),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 301);
+        assert!(
+            r.head
+                .windows(28)
+                .any(|w| w == b"Location: /static/d\xc3\xbc/?q=\xff\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&r.head)
+        );
+        for path in [
+            &b"/static/a b.txt"[..],
+            b"/static/a.txt\r\nX: y",
+            b"/static/\x7f",
+        ] {
+            let r = site.respond(&DirRequest { path, ..get() }).await;
+            assert_eq!(r.status, 404, "{path:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_file_has_empty_body() {
+        let site = Site::new();
+        let r = site.get("/static/empty.txt").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(header(&r, "Content-Length"), Some("0"));
+        assert!(matches!(r.body, Body::Empty));
+    }
+
+    #[tokio::test]
+    async fn head_has_the_same_head_and_no_body() {
+        let site = Site::new();
+        let r = site
+            .respond(&DirRequest {
+                method: b"HEAD",
+                range: Some(b"bytes=0-1"),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 200, "Range is for GET only");
+        assert_eq!(header(&r, "Content-Length"), Some("20"));
+        assert_eq!(header(&r, "ETag"), Some(ETAG));
+        assert!(matches!(r.body, Body::Empty));
+        let r = site
+            .respond(&DirRequest {
+                method: b"HEAD",
+                path: b"/static/nope",
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(header(&r, "Content-Length"), Some("14"));
+        assert!(matches!(r.body, Body::Empty));
+    }
+
+    #[tokio::test]
+    async fn other_methods_get_405() {
+        let site = Site::new();
+        for method in [&b"POST"[..], b"PUT", b"DELETE", b"OPTIONS", b"get"] {
+            let r = site.respond(&DirRequest { method, ..get() }).await;
+            assert_eq!(r.status, 405);
+            assert_eq!(header(&r, "Allow"), Some("GET, HEAD"));
+            assert_eq!(body(r).await, b"405 Method Not Allowed\n");
+        }
+    }
+
+    #[tokio::test]
+    async fn not_found_cases() {
+        let site = Site::new();
+        for path in [
+            "/static/missing.txt",
+            "/stat",
+            "/other/a.txt",
+            "/static/a.txt/",
+            "/static/noindex/",
+            "/static/a%00.txt",
+            "/static/%00",
+        ] {
+            let r = site.get(path).await;
+            assert_eq!(r.status, 404, "{path}");
+            assert_eq!(header(&r, "Content-Length"), Some("14"));
+            assert_eq!(body(r).await, b"404 Not Found\n");
+        }
+    }
+
+    #[tokio::test]
+    async fn traversal_is_refused() {
+        let site = Site::new();
+        for path in [
+            "/static/../outside.txt",
+            "/static/%2e%2e/outside.txt",
+            "/static/%2E%2E%2Foutside.txt",
+            "/static/sub/../../outside.txt",
+            "/static/../static_sibling/secret.txt",
+            "/static/%2e%2e/static_sibling/secret.txt",
+            "/static/..",
+            "/static/../",
+        ] {
+            let r = site.get(path).await;
+            assert_eq!(r.status, 404, "{path}");
+        }
+        // `..` that stays inside is fine.
+        let r = site.get("/static/sub/../a.txt").await;
+        assert_eq!(r.status, 200);
+    }
+
+    #[tokio::test]
+    async fn symlinks_are_followed_only_inside_the_base() {
+        let site = Site::new();
+        symlink(site.path("outside.txt"), site.path("static/out.txt")).unwrap();
+        symlink(site.path("static_sibling"), site.path("static/sib")).unwrap();
+        symlink(site.path("static/a.txt"), site.path("static/in.txt")).unwrap();
+        symlink("nowhere", site.path("static/dangling")).unwrap();
+        assert_eq!(site.get("/static/out.txt").await.status, 404);
+        assert_eq!(site.get("/static/sib/secret.txt").await.status, 404);
+        assert_eq!(site.get("/static/dangling").await.status, 404);
+        let r = site.get("/static/in.txt").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(body(r).await, TEXT);
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_base_works() {
+        let mut site = Site::new();
+        symlink(site.path("static"), site.path("link")).unwrap();
+        site.dir.base = format!("{}/link/", site.tmp.path().display());
+        assert_eq!(site.get("/static/a.txt").await.status, 200);
+        assert_eq!(site.get("/static/../outside.txt").await.status, 404);
+    }
+
+    #[tokio::test]
+    async fn missing_base_is_404() {
+        let mut site = Site::new();
+        site.dir.base = format!("{}/gone/", site.tmp.path().display());
+        assert_eq!(site.get("/static/a.txt").await.status, 404);
+    }
+
+    #[tokio::test]
+    async fn fifo_is_not_served() {
+        let site = Site::new();
+        nix::unistd::mkfifo(
+            &site.path("static/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        assert_eq!(site.get("/static/fifo").await.status, 404);
+    }
+
+    #[tokio::test]
+    async fn index_files() {
+        let site = Site::new();
+        let r = site.get("/static/").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(body(r).await, b"<h1>home</h1>");
+        let r = site.get("/static/sub/").await;
+        assert_eq!(body(r).await, b"sub home");
+        let r = site.get("/static/sub%2F").await;
+        assert_eq!(r.status, 200, "an encoded slash also asks for the index");
+        // The index file named by the config is the one served.
+        let mut site = site;
+        site.dir.index_file = "README".into();
+        let r = site.get("/static/").await;
+        assert_eq!(header(&r, "Content-Type"), Some("application/octet-stream"));
+        assert_eq!(body(r).await, b"readme");
+    }
+
+    #[tokio::test]
+    async fn index_may_not_escape_or_be_a_directory() {
+        let mut site = Site::new();
+        symlink(site.path("outside.txt"), site.path("static/sub/out.html")).unwrap();
+        site.dir.index_file = "out.html".into();
+        assert_eq!(site.get("/static/sub/").await.status, 404);
+        std::fs::create_dir(site.path("static/sub/d")).unwrap();
+        site.dir.index_file = "d".into();
+        assert_eq!(site.get("/static/sub/").await.status, 404);
+    }
+
+    #[tokio::test]
+    async fn directory_without_slash_redirects() {
+        let site = Site::new();
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static/sub",
+                query: Some(b"x=1&y=%20"),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 301);
+        assert_eq!(header(&r, "Location"), Some("/static/sub/?x=1&y=%20"));
+        let r = site.get("/static/noindex").await;
+        assert_eq!(r.status, 301);
+        assert_eq!(header(&r, "Location"), Some("/static/noindex/"));
+        // The route prefix itself without its slash maps onto the base.
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static",
+                prefix: "/static",
+                ..get()
+            })
+            .await;
+        assert_eq!(header(&r, "Location"), Some("/static/"));
+    }
+
+    #[tokio::test]
+    async fn prefix_without_slash_joins_cleanly() {
+        let site = Site::new();
+        let r = site
+            .respond(&DirRequest {
+                prefix: "/static",
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(body(r).await, TEXT);
+    }
+
+    async fn conditional(site: &Site, req: DirRequest<'_>) -> u16 {
+        let r = site.respond(&req).await;
+        let status = r.status;
+        if r.status == 304 {
+            assert_eq!(header(&r, "ETag"), Some(ETAG));
+            assert_eq!(header(&r, "Last-Modified"), Some(LAST_MODIFIED));
+            assert_eq!(header(&r, "Content-Length"), None);
+            assert!(matches!(r.body, Body::Empty));
+        }
+        if r.status == 412 {
+            assert_eq!(body(r).await, b"412 Precondition Failed\n");
+        }
+        status
+    }
+
+    #[tokio::test]
+    async fn if_none_match() {
+        let site = Site::new();
+        for value in [
+            ETAG,
+            "6553f100-14",
+            "W/\"6553f100-14\"",
+            "*",
+            " \"zzz\", \"6553f100-14\" ",
+            "\"a,b\",6553f100-14",
+        ] {
+            let req = DirRequest {
+                if_none_match: Some(value.as_bytes()),
+                ..get()
+            };
+            assert_eq!(conditional(&site, req).await, 304, "{value}");
+            let req = DirRequest {
+                method: b"HEAD",
+                if_none_match: Some(value.as_bytes()),
+                ..get()
+            };
+            assert_eq!(conditional(&site, req).await, 304, "HEAD {value}");
+        }
+        for value in ["\"6553f100-15\"", "\"6553f100-14", "6553f100", ""] {
+            let req = DirRequest {
+                if_none_match: Some(value.as_bytes()),
+                // Ignored when If-None-Match is present.
+                if_modified_since: Some(LAST_MODIFIED.as_bytes()),
+                ..get()
+            };
+            assert_eq!(conditional(&site, req).await, 200, "{value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn if_modified_since() {
+        let site = Site::new();
+        let ims = |value: &'static str| DirRequest {
+            if_modified_since: Some(value.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, ims(LAST_MODIFIED)).await, 304);
+        assert_eq!(
+            conditional(&site, ims("Wed, 15 Nov 2023 00:00:00 GMT")).await,
+            304
+        );
+        assert_eq!(
+            conditional(&site, ims("Tuesday, 14-Nov-23 22:13:20 GMT")).await,
+            304,
+            "obsolete RFC 850 form"
+        );
+        assert_eq!(
+            conditional(&site, ims("Tue, 14 Nov 2023 22:13:19 GMT")).await,
+            200
+        );
+        assert_eq!(conditional(&site, ims("yesterday")).await, 200);
+        assert_eq!(
+            conditional(&site, ims("Sat, 01 Jan 2huh 00:00:00 GMT")).await,
+            200
+        );
+        assert_eq!(
+            conditional(&site, ims("Fri, 01 Jan 9999 00:00:00 GMT")).await,
+            200,
+            "a date in the future is ignored"
+        );
+    }
+
+    #[tokio::test]
+    async fn if_match() {
+        let site = Site::new();
+        let im = |value: &'static str| DirRequest {
+            if_match: Some(value.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, im(ETAG)).await, 200);
+        assert_eq!(conditional(&site, im("6553f100-14")).await, 200);
+        assert_eq!(conditional(&site, im("*")).await, 200);
+        assert_eq!(conditional(&site, im("\"x\", \"6553f100-14\"")).await, 200);
+        assert_eq!(conditional(&site, im("\"6553f100-15\"")).await, 412);
+        assert_eq!(
+            conditional(&site, im("W/\"6553f100-14\"")).await,
+            412,
+            "If-Match compares strongly"
+        );
+        // If-Match wins over If-Unmodified-Since.
+        let req = DirRequest {
+            if_match: Some(ETAG.as_bytes()),
+            if_unmodified_since: Some(b"Mon, 01 Jan 2001 00:00:00 GMT"),
+            ..get()
+        };
+        assert_eq!(conditional(&site, req).await, 200);
+        // A failed If-Match is a 412 even when If-None-Match would say 304.
+        let req = DirRequest {
+            if_match: Some(b"\"other\""),
+            if_none_match: Some(ETAG.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, req).await, 412);
+    }
+
+    #[tokio::test]
+    async fn if_unmodified_since() {
+        let site = Site::new();
+        let ius = |value: &'static str| DirRequest {
+            if_unmodified_since: Some(value.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, ius(LAST_MODIFIED)).await, 200);
+        assert_eq!(
+            conditional(&site, ius("Tue, 14 Nov 2023 22:13:19 GMT")).await,
+            412
+        );
+        assert_eq!(conditional(&site, ius("garbage")).await, 200);
+        // 412 comes before 304.
+        let req = DirRequest {
+            if_unmodified_since: Some(b"Mon, 01 Jan 2001 00:00:00 GMT"),
+            if_none_match: Some(ETAG.as_bytes()),
+            ..get()
+        };
+        assert_eq!(conditional(&site, req).await, 412);
+    }
+
+    fn ranged(range: &'static str) -> DirRequest<'static> {
+        DirRequest {
+            range: Some(range.as_bytes()),
+            ..get()
+        }
+    }
+
+    #[tokio::test]
+    async fn single_ranges() {
+        let site = Site::new();
+        for (range, content_range, expected) in [
+            ("bytes=0-4", "bytes 0-4/20", &b"01234"[..]),
+            ("bytes=18-", "bytes 18-19/20", b"ij"),
+            ("bytes=-3", "bytes 17-19/20", b"hij"),
+            ("bytes=-300", "bytes 0-19/20", TEXT),
+            ("bytes=15-1000", "bytes 15-19/20", b"fghij"),
+            ("BYTES= 5-5 ", "bytes 5-5/20", b"5"),
+            ("bytes=30-40, 2-3", "bytes 2-3/20", b"23"),
+        ] {
+            let r = site.respond(&ranged(range)).await;
+            assert_eq!(r.status, 206, "{range}");
+            assert!(head_text(&r).starts_with("HTTP/1.1 206 Partial Content\r\n"));
+            assert_eq!(header(&r, "Content-Range"), Some(content_range));
+            assert_eq!(header(&r, "Content-Type"), Some("text/plain"));
+            assert_eq!(header(&r, "ETag"), Some(ETAG));
+            let len = expected.len().to_string();
+            assert_eq!(header(&r, "Content-Length"), Some(len.as_str()));
+            assert_eq!(body(r).await, expected, "{range}");
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_ranges_are_ignored() {
+        let site = Site::new();
+        for range in [
+            "bytes=5-2",
+            "bytes=abc",
+            "bytes=1-2-3",
+            "bytes=",
+            "bytes=,",
+            "items=0-1",
+            "bytes 0-1",
+            "bytes=--1",
+            "bytes=0-1,x",
+            "bytes=0x1-2",
+        ] {
+            let r = site.respond(&ranged(range)).await;
+            assert_eq!(r.status, 200, "{range}");
+            assert_eq!(body(r).await, TEXT);
+        }
+    }
+
+    #[tokio::test]
+    async fn unsatisfiable_ranges() {
+        let site = Site::new();
+        for range in [
+            "bytes=20-",
+            "bytes=20-30",
+            "bytes=-0",
+            "bytes=99999999999999999999999-",
+        ] {
+            let r = site.respond(&ranged(range)).await;
+            assert_eq!(r.status, 416, "{range}");
+            assert_eq!(header(&r, "Content-Range"), Some("bytes */20"));
+            assert_eq!(body(r).await, b"416 Range Not Satisfiable\n");
+        }
+        let r = site
+            .respond(&DirRequest {
+                path: b"/static/empty.txt",
+                ..ranged("bytes=0-")
+            })
+            .await;
+        assert_eq!(r.status, 416);
+        assert_eq!(header(&r, "Content-Range"), Some("bytes */0"));
+    }
+
+    #[tokio::test]
+    async fn multiple_ranges() {
+        let site = Site::new();
+        let r = site.respond(&ranged("bytes=0-1, 5-7,-2")).await;
+        assert_eq!(r.status, 206);
+        assert_eq!(header(&r, "Content-Range"), None);
+        let ctype = header(&r, "Content-Type").unwrap().to_owned();
+        let boundary = ctype
+            .strip_prefix("multipart/byteranges; boundary=")
+            .unwrap()
+            .to_owned();
+        let len: usize = header(&r, "Content-Length").unwrap().parse().unwrap();
+        let body = body(r).await;
+        assert_eq!(body.len(), len);
+        let expected = format!(
+            "--{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/20\r\n\r\n01\
+             \r\n--{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-7/20\r\n\r\n567\
+             \r\n--{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 18-19/20\r\n\r\nij\
+             \r\n--{b}--\r\n",
+            b = boundary
+        );
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
+        // Boundaries differ between responses.
+        let again = site.respond(&ranged("bytes=0-1,5-7")).await;
+        assert_ne!(
+            header(&again, "Content-Type").unwrap(),
+            ctype,
+            "boundary reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_or_overlapping_ranges_get_the_whole_file() {
+        let site = Site::new();
+        let sixteen = (0..16).map(|i| format!("{i}-{i}")).collect::<Vec<_>>();
+        let header_value = format!("bytes={}", sixteen.join(","));
+        let r = site
+            .respond(&DirRequest {
+                range: Some(header_value.as_bytes()),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 206, "16 ranges are served");
+        let seventeen = format!("{header_value},16-16");
+        let r = site
+            .respond(&DirRequest {
+                range: Some(seventeen.as_bytes()),
+                ..get()
+            })
+            .await;
+        assert_eq!(r.status, 200);
+        let r = site.respond(&ranged("bytes=0-15,5-19")).await;
+        assert_eq!(r.status, 200, "overlaps larger than the file");
+        assert_eq!(body(r).await, TEXT);
+    }
+
+    #[tokio::test]
+    async fn if_range() {
+        let site = Site::new();
+        let with = |if_range: &'static str| DirRequest {
+            if_range: Some(if_range.as_bytes()),
+            ..ranged("bytes=0-1")
+        };
+        for (value, status) in [
+            (ETAG, 206),
+            ("6553f100-14", 206),
+            (LAST_MODIFIED, 206),
+            ("W/\"6553f100-14\"", 200),
+            ("\"6553f100-15\"", 200),
+            ("Tue, 14 Nov 2023 22:13:21 GMT", 200),
+            ("Wed, 15 Nov 2023 00:00:00 GMT", 200),
+            ("\"6553f100-14\", \"x\"", 200),
+            ("", 200),
+        ] {
+            let r = site.respond(&with(value)).await;
+            assert_eq!(r.status, status, "If-Range: {value}");
+        }
+    }
+
+    #[test]
+    fn entity_tag_lists() {
+        let tag = |weak, opaque: &'static str| EntityTag {
+            weak,
+            opaque: opaque.as_bytes(),
+        };
+        assert_eq!(
+            entity_tags(b" \"a\",W/\"b\" ,, c\tW/d,\"e,f\"\"g\""),
+            vec![
+                tag(false, "a"),
+                tag(true, "b"),
+                tag(false, "c"),
+                tag(true, "d"),
+                tag(false, "e,f"),
+                tag(false, "g"),
+            ]
+        );
+        assert_eq!(entity_tags(b"\"a\", \"unterminated"), vec![tag(false, "a")]);
+        assert_eq!(entity_tags(b""), vec![]);
+        assert_eq!(entity_tags(b"\"\""), vec![tag(false, "")]);
+    }
+
+    #[test]
+    fn range_plans() {
+        assert_eq!(plan_ranges(b"bytes=0-0", 1), Ranges::Some(vec![(0, 1)]));
+        assert_eq!(plan_ranges(b"bytes=0-", 0), Ranges::Unsatisfiable);
+        assert_eq!(plan_ranges(b"bytes=-1", 0), Ranges::Unsatisfiable);
+        assert_eq!(
+            plan_ranges(b"bytes=0-18446744073709551615", 10),
+            Ranges::Some(vec![(0, 10)])
+        );
+        assert_eq!(
+            plan_ranges(b"bytes=1-1,3-3", 10),
+            Ranges::Some(vec![(1, 1), (3, 1)])
+        );
+        assert_eq!(
+            plan_ranges(b"bytes=1-1,30-", 10),
+            Ranges::Some(vec![(1, 1)])
+        );
+        assert_eq!(plan_ranges(b"bytes=0-1,2", 10), Ranges::Full);
+    }
+
+    proptest::proptest! {
+        /// Whatever the header says, a plan stays inside the file, has no
+        /// empty range, and never asks for more than the file plus one
+        /// range's worth when there are several.
+        #[test]
+        fn range_plans_stay_inside_the_file(
+            value in proptest::string::bytes_regex("(?s-u)(bytes=)?[-0-9, a-z]{0,40}").unwrap(),
+            size in 0u64..100,
+        ) {
+            match plan_ranges(&value, size) {
+                Ranges::Full | Ranges::Unsatisfiable => {}
+                Ranges::Some(ranges) => {
+                    proptest::prop_assert!(!ranges.is_empty() && ranges.len() <= MAX_RANGES);
+                    for &(offset, len) in &ranges {
+                        proptest::prop_assert!(len > 0 && offset + len <= size);
+                    }
+                    if ranges.len() > 1 {
+                        proptest::prop_assert!(ranges.iter().map(|r| r.1).sum::<u64>() <= size);
+                    }
+                }
+            }
+        }
+    }
+}
