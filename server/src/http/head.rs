@@ -40,9 +40,13 @@ impl Span {
     /// The range `part` takes inside `base`; `part` must be a sub-slice of
     /// `base`, and `base` at most `u32::MAX` bytes long.
     fn of(base: &[u8], part: &[u8]) -> Span {
-        let start = (part.as_ptr() as usize) - (base.as_ptr() as usize);
-        debug_assert!(start + part.len() <= base.len());
-        Span::new(start, start + part.len())
+        let offset = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+        if offset > base.len() || part.len() > base.len() - offset {
+            // Only an empty slice from elsewhere could get here.
+            debug_assert!(part.is_empty(), "not a sub-slice of the head");
+            return Span::new(0, 0);
+        }
+        Span::new(offset, offset + part.len())
     }
 
     fn new(start: usize, end: usize) -> Span {

@@ -14,7 +14,7 @@
 //! - [`head`]: [`parse_head`] and [`Head`], on top of `httparse`;
 //! - [`chunked`]: [`ChunkedDecoder`], on top of `httparse::parse_chunk_size`;
 //! - [`response`]: [`canned`], [`service_unavailable`], [`CONTINUE`], [`reason`];
-//! - [`date`]: [`date()`], the per-second cached IMF-fixdate.
+//! - [`date`](mod@date): [`date()`], the per-second cached IMF-fixdate.
 //!
 //! Every refusal here is the client's fault: [`HttpError::status`] is a 4xx
 //! (or 501/505 for what the client asked and Kennel does not do), and the

@@ -713,6 +713,21 @@ fn head_bytes_are_split_off_without_copying() {
 }
 
 #[test]
+fn heads_and_errors_cross_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Head>();
+    assert_send_sync::<HttpError>();
+    assert_eq!(
+        Limits::default(),
+        Limits {
+            max_head: 4096,
+            max_headers: 1280,
+            relaxed_uri: false
+        }
+    );
+}
+
+#[test]
 fn debug_is_readable() {
     let head = parse(VALID[0].as_bytes()).unwrap();
     let text = format!("{head:?}");
