@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod dir;
+pub mod http;
 pub mod pattern;
 pub mod process;
 pub mod registry;

@@ -1,0 +1,253 @@
+//! Responses Kennel writes itself when no handler, directory or proxy
+//! answers: refusals (400, 404, 413, 431, ...), `503` with `Retry-After`,
+//! and the interim `100 Continue`.
+//!
+//! Each canned response is complete HTTP/1.1: status line, `Content-Type:
+//! text/plain`, `Content-Length`, `Date`, `Server: Kennel`, `Connection:
+//! close` when asked, and a one-line body such as `404 Not Found\n`.
+//! Mongrel2 sends fixed strings with `Server: Mongrel2/1.12.2`; no handler
+//! reads these bytes, so Kennel names itself. Responses to which RFC 9110
+//! forbids a body (1xx, 204, 304) get neither body nor `Content-Length`.
+
+use std::io::Write;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::date::date;
+
+/// The interim response sent when a request says `Expect: 100-continue`
+/// and the body is wanted.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The value of the `Server` header on responses Kennel makes.
+pub const SERVER: &str = "Kennel";
+
+/// A complete canned response with status `status` (a status outside
+/// 100..=999 is sent as 500) and `Connection: close` when `close`.
+pub fn canned(status: u16, close: bool) -> Bytes {
+    build(status, close, None)
+}
+
+/// `503 Service Unavailable` with `Retry-After: <retry_after_secs>`;
+/// `Connection: close` only when `close` (keep-alive is fine: the next
+/// request may find a handler).
+pub fn service_unavailable(retry_after_secs: u32, close: bool) -> Bytes {
+    build(503, close, Some(retry_after_secs))
+}
+
+fn build(status: u16, close: bool, retry_after: Option<u32>) -> Bytes {
+    let status = if (100..=999).contains(&status) {
+        status
+    } else {
+        500
+    };
+    let reason = reason(status);
+    let bodiless = status < 200 || status == 204 || status == 304;
+    let mut out = BytesMut::with_capacity(192).writer();
+    // Writing into a BytesMut cannot fail.
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    if !bodiless {
+        let body_len = if reason.is_empty() {
+            4
+        } else {
+            5 + reason.len()
+        };
+        let _ = write!(
+            out,
+            "Content-Type: text/plain\r\nContent-Length: {body_len}\r\n"
+        );
+    }
+    let _ = out.write_all(b"Date: ");
+    let _ = out.write_all(&date());
+    let _ = write!(out, "\r\nServer: {SERVER}\r\n");
+    if let Some(secs) = retry_after {
+        let _ = write!(out, "Retry-After: {secs}\r\n");
+    }
+    if close {
+        let _ = out.write_all(b"Connection: close\r\n");
+    }
+    let _ = out.write_all(b"\r\n");
+    if !bodiless {
+        if reason.is_empty() {
+            let _ = writeln!(out, "{status}");
+        } else {
+            let _ = writeln!(out, "{status} {reason}");
+        }
+    }
+    out.into_inner().freeze()
+}
+
+/// The reason phrase for `status` (RFC 9110 §15 plus 429 and 431 from
+/// RFC 6585), or `""` for a status without one (an empty reason phrase is
+/// valid HTTP).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `bytes` as one response: (status, reason, headers, body).
+    fn parse(bytes: &[u8]) -> (u16, String, Vec<(String, String)>, Vec<u8>) {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut response = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(len) = response.parse(bytes).unwrap() else {
+            panic!("incomplete response");
+        };
+        let headers = response
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8(h.value.to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        (
+            response.code.unwrap(),
+            response.reason.unwrap().to_owned(),
+            headers,
+            bytes[len..].to_vec(),
+        )
+    }
+
+    fn get<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn canned_responses_are_well_formed() {
+        for status in [400, 404, 405, 413, 417, 431, 500, 501, 502, 503, 505] {
+            for close in [false, true] {
+                let bytes = canned(status, close);
+                let (code, reason_phrase, headers, body) = parse(&bytes);
+                assert_eq!(code, status);
+                assert_eq!(reason_phrase, reason(status));
+                let expected_body = format!("{status} {}\n", reason(status));
+                assert_eq!(body, expected_body.as_bytes());
+                assert_eq!(
+                    get(&headers, "content-length"),
+                    Some(expected_body.len().to_string().as_str())
+                );
+                assert_eq!(get(&headers, "content-type"), Some("text/plain"));
+                assert_eq!(get(&headers, "server"), Some("Kennel"));
+                assert_eq!(get(&headers, "connection"), close.then_some("close"));
+                let date = get(&headers, "date").unwrap();
+                assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+            }
+        }
+    }
+
+    #[test]
+    fn canned_exact_bytes_apart_from_the_date() {
+        let bytes = canned(404, true);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
+        assert_eq!(
+            text.replace(date, "D"),
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\
+             Date: D\r\nServer: Kennel\r\nConnection: close\r\n\r\n404 Not Found\n"
+        );
+    }
+
+    #[test]
+    fn service_unavailable_carries_retry_after() {
+        let (code, _, headers, body) = parse(&service_unavailable(7, false));
+        assert_eq!(code, 503);
+        assert_eq!(get(&headers, "retry-after"), Some("7"));
+        assert_eq!(get(&headers, "connection"), None);
+        assert_eq!(body, b"503 Service Unavailable\n");
+        let (_, _, headers, _) = parse(&service_unavailable(0, true));
+        assert_eq!(get(&headers, "retry-after"), Some("0"));
+        assert_eq!(get(&headers, "connection"), Some("close"));
+    }
+
+    #[test]
+    fn bodiless_and_odd_statuses() {
+        let (code, _, headers, body) = parse(&canned(304, false));
+        assert_eq!(code, 304);
+        assert!(body.is_empty());
+        assert_eq!(get(&headers, "content-length"), None);
+        // Unknown status: empty reason, body is just the number.
+        let (code, reason_phrase, headers, body) = parse(&canned(599, false));
+        assert_eq!((code, reason_phrase.as_str()), (599, ""));
+        assert_eq!(body, b"599\n");
+        assert_eq!(get(&headers, "content-length"), Some("4"));
+        // Out of range: sent as 500.
+        assert_eq!(parse(&canned(42, false)).0, 500);
+        assert_eq!(parse(&canned(1000, false)).0, 500);
+    }
+
+    #[test]
+    fn continue_is_a_complete_interim_response() {
+        let mut headers = [httparse::EMPTY_HEADER; 1];
+        let mut response = httparse::Response::new(&mut headers);
+        assert_eq!(
+            response.parse(CONTINUE).unwrap(),
+            httparse::Status::Complete(CONTINUE.len())
+        );
+        assert_eq!(response.code, Some(100));
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(reason(200), "OK");
+        assert_eq!(reason(413), "Content Too Large");
+        assert_eq!(reason(431), "Request Header Fields Too Large");
+        assert_eq!(reason(999), "");
+    }
+}
