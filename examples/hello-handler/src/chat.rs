@@ -117,7 +117,7 @@ pub enum SayError {
 }
 
 /// The message of a `/chat/say` request: the `msg` query parameter, or for
-/// a POST the body (a form's `msg` field, or the whole body as text).
+/// a POST the body (a form's `msg` field, or else the whole body as text).
 pub fn message(req: &Request) -> Result<String, SayError> {
     let raw = if req.method() == Some("POST") {
         let form = req
@@ -126,11 +126,10 @@ pub fn message(req: &Request) -> Result<String, SayError> {
         if req.body().len() > MAX_MESSAGE_BYTES * 3 {
             return Err(SayError::TooLong);
         }
-        if form {
-            form_field(req.body(), b"msg")
-        } else {
-            Some(String::from_utf8_lossy(req.body()).into_owned())
-        }
+        // `curl --data 'hi'` says form-urlencoded but sends no field.
+        form.then(|| form_field(req.body(), b"msg"))
+            .flatten()
+            .or_else(|| Some(String::from_utf8_lossy(req.body()).into_owned()))
     } else {
         req.headers()
             .get_bytes("QUERY")
@@ -248,6 +247,13 @@ mod tests {
         assert_eq!(message(&req), Ok("café".to_owned()));
         let req = say("POST", None, Some("text/plain"), b"a+b%20\n");
         assert_eq!(message(&req), Ok("a+b%20".to_owned()));
+        let req = say(
+            "POST",
+            None,
+            Some("application/x-www-form-urlencoded"),
+            b"plain words",
+        );
+        assert_eq!(message(&req), Ok("plain words".to_owned()));
     }
 
     #[test]

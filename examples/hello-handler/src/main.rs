@@ -159,7 +159,8 @@ impl Handler {
                 Ok(text) => {
                     let listeners = self.room.len();
                     self.broadcast(&chat::event(&text))?;
-                    let body = format!("sent to {listeners} listeners\n");
+                    let plural = if listeners == 1 { "" } else { "s" };
+                    let body = format!("sent to {listeners} listener{plural}\n");
                     let ok = site::response(
                         req,
                         200,
