@@ -11,7 +11,7 @@
 # where the paths in examples/site/config.sql point from.
 set -euo pipefail
 
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 mode=serve
 case "${1:-}" in
