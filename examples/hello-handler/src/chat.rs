@@ -31,7 +31,8 @@ pub const MAX_MESSAGE_BYTES: usize = 2_048;
 pub const HEARTBEAT: Duration = Duration::from_secs(25);
 
 /// The response head a listener gets: an event stream with no length.
-pub const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n";
+pub const SSE_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n";
 
 /// What [`HEARTBEAT`] sends: an SSE comment, which browsers ignore.
 pub const HEARTBEAT_COMMENT: &[u8] = b": keep-alive\n\n";
@@ -258,7 +259,10 @@ mod tests {
 
     #[test]
     fn bad_messages_are_refused() {
-        assert_eq!(message(&say("GET", None, None, b"")), Err(SayError::Missing));
+        assert_eq!(
+            message(&say("GET", None, None, b"")),
+            Err(SayError::Missing)
+        );
         assert_eq!(
             message(&say("GET", Some("msg=+%20"), None, b"")),
             Err(SayError::Missing)
@@ -275,7 +279,10 @@ mod tests {
     #[test]
     fn events_split_every_kind_of_line_end() {
         assert_eq!(event("hi"), b"data: hi\n\n");
-        assert_eq!(event("a\r\nb\rc\nd"), b"data: a\ndata: b\ndata: c\ndata: d\n\n");
+        assert_eq!(
+            event("a\r\nb\rc\nd"),
+            b"data: a\ndata: b\ndata: c\ndata: d\n\n"
+        );
     }
 
     #[test]

@@ -125,9 +125,7 @@ impl Handler {
         let status = match site::route(req) {
             Page::Hello => self.send(req, 200, &site::hello(req))?,
             Page::User(id) => self.send(req, 200, &site::user(req, id))?,
-            Page::NotFound => {
-                self.send(req, 404, &site::error(req, 404, "no such page here"))?
-            }
+            Page::NotFound => self.send(req, 404, &site::error(req, 404, "no such page here"))?,
             Page::Stream => match self.streams.start(req, Instant::now()) {
                 Ok(first) => {
                     answered = req.method() == Some("HEAD");
@@ -137,7 +135,7 @@ impl Handler {
                     self.send(req, 503, &site::error(req, 503, "too many streams"))?
                 }
             },
-            Page::ChatPage => {
+            Page::ChatClient => {
                 let page = site::response(
                     req,
                     200,

@@ -18,7 +18,7 @@ pub enum Page {
     /// `/stream`: a chunked response sent in several replies.
     Stream,
     /// `/chat` from a browser: the HTML page with the chat client.
-    ChatPage,
+    ChatClient,
     /// `/chat` with `Accept: text/event-stream`, or `/chat/listen`: join the
     /// room as a Server-Sent Events listener.
     ChatListen,
@@ -36,7 +36,7 @@ pub fn route(req: &Request) -> Page {
         b"/hello" | b"/hello/" => Page::Hello,
         b"/stream" | b"/stream/" => Page::Stream,
         b"/chat" | b"/chat/" if wants_event_stream(req) => Page::ChatListen,
-        b"/chat" | b"/chat/" => Page::ChatPage,
+        b"/chat" | b"/chat/" => Page::ChatClient,
         b"/chat/listen" => Page::ChatListen,
         b"/chat/say" => Page::ChatSay,
         _ => match path.strip_prefix(b"/users/").and_then(parse_user_id) {
@@ -143,7 +143,7 @@ mod tests {
             ("/users/4x", Page::NotFound),
             ("/users/42/", Page::NotFound),
             ("/users/99999999999999999999", Page::NotFound),
-            ("/chat", Page::ChatPage),
+            ("/chat", Page::ChatClient),
             ("/chat/listen", Page::ChatListen),
             ("/chat/say", Page::ChatSay),
             ("/chatter", Page::NotFound),

@@ -82,8 +82,12 @@ fn http_1_0_gets_the_answer_then_the_empty_close_reply() {
     // Keep-alive HTTP/1.1 gets no close.
     server.send(10, &Req::get("/hello"));
     server.send(11, &Req::get("/nope"));
-    assert!(server.recv().starts_with(&server.frame(&[10], b"HTTP/1.1 200")));
-    assert!(server.recv().starts_with(&server.frame(&[11], b"HTTP/1.1 404")));
+    assert!(server
+        .recv()
+        .starts_with(&server.frame(&[10], b"HTTP/1.1 200")));
+    assert!(server
+        .recv()
+        .starts_with(&server.frame(&[11], b"HTTP/1.1 404")));
 }
 
 #[test]
@@ -126,7 +130,8 @@ fn stream_is_six_replies_and_does_not_block_other_requests() {
 fn chat_broadcasts_one_frame_to_every_listener() {
     let (server, _child) = start();
     let sse: &[(&[u8], &[u8])] = &[(b"Accept", b"text/event-stream")];
-    let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n";
+    let head =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n";
     server.send(
         11,
         &Req {
