@@ -19,7 +19,8 @@ fn examples() -> Vec<String> {
             Some(line)
         } else if let Some(rest) = line.strip_prefix("| `SENDER ") {
             // A table cell: `SENDER …` up to the closing backtick.
-            rest.split_once('`').map(|(msg, _)| &line[3..3 + "SENDER ".len() + msg.len()])
+            rest.split_once('`')
+                .map(|(msg, _)| &line[3..3 + "SENDER ".len() + msg.len()])
         } else {
             None
         };
@@ -33,15 +34,18 @@ fn examples() -> Vec<String> {
 #[test]
 fn every_byte_example_parses() {
     let examples = examples();
-    assert!(examples.len() >= 10, "found only {} examples", examples.len());
+    assert!(
+        examples.len() >= 10,
+        "found only {} examples",
+        examples.len()
+    );
     for example in &examples {
         let second = example.split(' ').nth(1).unwrap();
         if second.contains(':') {
-            Reply::parse(example.as_bytes(), 128)
-                .unwrap_or_else(|e| panic!("{example:?}: {e}"));
+            Reply::parse(example.as_bytes(), 128).unwrap_or_else(|e| panic!("{example:?}: {e}"));
         } else {
-            let req = Request::parse(example.as_bytes())
-                .unwrap_or_else(|e| panic!("{example:?}: {e}"));
+            let req =
+                Request::parse(example.as_bytes()).unwrap_or_else(|e| panic!("{example:?}: {e}"));
             assert_eq!(req.sender(), "SENDER");
         }
     }

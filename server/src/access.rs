@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kennel_handler::tnetstring::{begin_container, end_container, write_integer, write_string, Container};
+use kennel_handler::tnetstring::{
+    begin_container, end_container, write_integer, write_string, Container,
+};
 
 /// Lines queued for the writer before new ones are dropped (and counted):
 /// a full disk or a stalled filesystem must never stall request handling.
@@ -59,7 +61,17 @@ impl AccessLog {
         size: usize,
     ) {
         let mut line = Vec::with_capacity(96 + host.len() + path.len());
-        encode_line(&mut line, host, peer, unix_time(), method, path, version, status, size);
+        encode_line(
+            &mut line,
+            host,
+            peer,
+            unix_time(),
+            method,
+            path,
+            version,
+            status,
+            size,
+        );
         match self.lines.try_send(line) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(_)) => {
@@ -141,7 +153,17 @@ mod tests {
     fn lines_are_mongrel2_tnetstring_lists() {
         let mut line = Vec::new();
         let peer: SocketAddr = "127.0.0.1:5555".parse().unwrap();
-        encode_line(&mut line, b"localhost:6767", &peer, 1_700_000_000, b"GET", b"/a", "HTTP/1.1", 200, 12);
+        encode_line(
+            &mut line,
+            b"localhost:6767",
+            &peer,
+            1_700_000_000,
+            b"GET",
+            b"/a",
+            "HTTP/1.1",
+            200,
+            12,
+        );
         assert_eq!(line.last(), Some(&b'\n'));
         let value = parse(&line[..line.len() - 1]).unwrap();
         assert_eq!(
@@ -173,7 +195,11 @@ mod tests {
         loop {
             let text = std::fs::read(&path).unwrap();
             if !text.is_empty() {
-                assert!(text.ends_with(b"3:404#1:0#]\n"), "{}", String::from_utf8_lossy(&text));
+                assert!(
+                    text.ends_with(b"3:404#1:0#]\n"),
+                    "{}",
+                    String::from_utf8_lossy(&text)
+                );
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "nothing written");

@@ -18,7 +18,7 @@
 //! routing, HTTP or the registry's ids.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,7 +169,6 @@ impl Bridge {
                     waker: thread_waker,
                     wake_read,
                     max_targets,
-                    scratch: Vec::new(),
                 };
                 worker.run();
             })?;
@@ -226,24 +225,26 @@ impl Link {
         push.set_sndhwm(send_hwm)?;
         push.set_linger(SHUTDOWN_LINGER.as_millis() as i32)?;
         push.set_identity(handler.send_ident.as_bytes())?;
-        push.bind(&handler.send_spec).map_err(|source| BridgeError::Bind {
-            id: handler.id,
-            column: "send_spec",
-            spec: handler.send_spec.clone(),
-            source,
-        })?;
+        push.bind(&handler.send_spec)
+            .map_err(|source| BridgeError::Bind {
+                id: handler.id,
+                column: "send_spec",
+                spec: handler.send_spec.clone(),
+                source,
+            })?;
         let sub = context.socket(zmq::SUB)?;
         sub.set_linger(0)?;
         // Replies are drained as fast as they arrive; the bound only
         // matters if the bridge thread itself falls behind.
         sub.set_rcvhwm(100_000)?;
         sub.set_subscribe(handler.recv_ident.as_bytes())?;
-        sub.bind(&handler.recv_spec).map_err(|source| BridgeError::Bind {
-            id: handler.id,
-            column: "recv_spec",
-            spec: handler.recv_spec.clone(),
-            source,
-        })?;
+        sub.bind(&handler.recv_spec)
+            .map_err(|source| BridgeError::Bind {
+                id: handler.id,
+                column: "recv_spec",
+                spec: handler.recv_spec.clone(),
+                source,
+            })?;
         Ok(Link {
             id: handler.id,
             send_ident: handler.send_ident.clone(),
@@ -272,7 +273,6 @@ struct Worker {
     waker: Arc<Waker>,
     wake_read: UnixStream,
     max_targets: usize,
-    scratch: Vec<u8>,
 }
 
 impl Worker {
@@ -437,7 +437,11 @@ impl Worker {
             for p in link.pending.drain(..) {
                 if p.deadline <= now {
                     if let Some(id) = p.conn_id {
-                        debug!(handler = link.id, conn.id = id, "no handler took the request in time");
+                        debug!(
+                            handler = link.id,
+                            conn.id = id,
+                            "no handler took the request in time"
+                        );
                         self.registry.deliver(id, Outgoing::Unavailable);
                     }
                 } else {
@@ -479,7 +483,7 @@ impl Worker {
         };
         let ids: Vec<u64> = reply.ids().collect();
         let item = match reply.body() {
-            Body::Data(body) if body.is_empty() => Outgoing::Close,
+            Body::Data([]) => Outgoing::Close,
             Body::Data(body) => Outgoing::Data(message.slice_ref(body)),
             Body::Extended(ext) => {
                 self.extended(handler, &ids, ext.key, &ext.value);
@@ -490,7 +494,10 @@ impl Worker {
             match self.registry.deliver(id, item.clone()) {
                 Some(Pushed::Queued | Pushed::Finished) => {}
                 Some(Pushed::Overflowed) => {
-                    debug!(conn.id = id, "outbox overflow: dropping a client that does not read");
+                    debug!(
+                        conn.id = id,
+                        "outbox overflow: dropping a client that does not read"
+                    );
                 }
                 None => self.send_disconnect(handler, id),
             }
@@ -511,7 +518,10 @@ impl Worker {
         } else if value.get(b"keep-alive").is_some() {
             Outgoing::KeepAlive
         } else {
-            debug!(handler = self.links[handler].id, "bridge: ctl reply without an effect here");
+            debug!(
+                handler = self.links[handler].id,
+                "bridge: ctl reply without an effect here"
+            );
             return;
         };
         for &id in ids {

@@ -221,8 +221,8 @@ pub fn main() -> ExitCode {
 }
 
 fn serve(db: &Path, selector: &ServerSelector, mode: process::Mode) -> ExitCode {
-    let result = require_file(db)
-        .and_then(|()| process::serve(db, selector, mode).map_err(CliError::from));
+    let result =
+        require_file(db).and_then(|()| process::serve(db, selector, mode).map_err(CliError::from));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

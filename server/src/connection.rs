@@ -120,7 +120,10 @@ struct Connection {
 }
 
 enum Event {
+    /// Bytes read into the buffer (0: the client closed).
     Read(usize),
+    /// The socket looked readable but had nothing (a spurious wake-up).
+    Spurious,
     Outbox,
     Timeout,
     Shutdown,
@@ -161,7 +164,7 @@ impl Connection {
             }
             match self.wait().await? {
                 Event::Read(0) => return Ok(()),
-                Event::Read(_) => {}
+                Event::Read(_) | Event::Spurious => {}
                 Event::Outbox => {
                     if self.flush_outbox().await? == Next::Close {
                         return Ok(());
@@ -218,7 +221,7 @@ impl Connection {
                 }
                 match self.stream.try_read_buf(&mut self.buf) {
                     Ok(n) => Ok(Event::Read(n)),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Event::Read(usize::MAX)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Event::Spurious),
                     Err(e) => Err(e.into()),
                 }
             }
@@ -295,10 +298,13 @@ impl Connection {
             return self.answer_without_body(&head, 404, keep_alive).await;
         };
         match *route.target {
-            Target::Handler(i) => self.to_handler(&head, i, route.key).await,
-            Target::Dir(i) => self.to_dir(&head, i, route.prefix, keep_alive).await,
+            Target::Handler(i) => self.dispatch(&head, i, route.key).await,
+            Target::Dir(i) => self.serve_dir(&head, i, route.prefix, keep_alive).await,
             Target::Proxy(i) => {
-                warn!(proxy = snapshot.proxies[i].id, "proxy routes are not served yet; answering 502");
+                warn!(
+                    proxy = snapshot.proxies[i].id,
+                    "proxy routes are not served yet; answering 502"
+                );
                 self.answer_without_body(&head, 502, keep_alive).await
             }
         }
@@ -332,7 +338,12 @@ impl Connection {
         self.read_body(head.body(), max).await.is_ok()
     }
 
-    async fn to_handler(&mut self, head: &Head, handler: usize, pattern: &str) -> Result<Next, ConnError> {
+    async fn dispatch(
+        &mut self,
+        head: &Head,
+        handler: usize,
+        pattern: &str,
+    ) -> Result<Next, ConnError> {
         let ctx = Arc::clone(&self.ctx);
         let settings = &ctx.snapshot.settings;
         let max = settings.limits_content_length;
@@ -405,7 +416,7 @@ impl Connection {
         Ok(Next::Continue)
     }
 
-    async fn to_dir(
+    async fn serve_dir(
         &mut self,
         head: &Head,
         index: usize,
@@ -428,9 +439,10 @@ impl Connection {
             if_range: head.header("if-range"),
             close,
         };
-        let response = dir::respond(&ctx.snapshot.dirs[index], &ctx.snapshot.mimetypes, &request).await;
+        let response =
+            dir::respond(&ctx.snapshot.dirs[index], &ctx.snapshot.mimetypes, &request).await;
         let status = response.status;
-        let size = response.body_len();
+        let size = response.body.len();
         dir::send(response, &mut self.stream).await?;
         if let Some(o) = &self.outbox {
             o.wrote(ctx.registry.now_ms());
@@ -439,47 +451,88 @@ impl Connection {
         Ok(if close { Next::Close } else { Next::Continue })
     }
 
-    /// Writes what the bridge queued for this connection.
+    /// Writes what the bridge queued for this connection, until the queue
+    /// is empty (items pushed while writing included).
     async fn flush_outbox(&mut self) -> Result<Next, ConnError> {
         let Some(outbox) = self.outbox.clone() else {
             return Ok(Next::Continue);
         };
         let mut items = std::mem::take(&mut self.drained);
-        outbox.drain_into(&mut items);
         let mut next = Next::Continue;
-        for item in items.drain(..) {
-            match item {
-                Outgoing::Data(bytes) => {
-                    self.write_all(&bytes).await?;
-                    outbox.wrote(self.ctx.registry.now_ms());
-                    self.touch();
-                }
-                Outgoing::KeepAlive => self.touch(),
-                Outgoing::Unavailable => {
-                    let retry = self.ctx.snapshot.settings.kennel_handler_retry_after;
-                    self.write_all(&http::service_unavailable(retry, false)).await?;
-                }
-                Outgoing::Close => {
-                    next = Next::Close;
-                    break;
-                }
-                Outgoing::Cancel => {
-                    self.cancelled = true;
-                    next = Next::Close;
-                    break;
-                }
-                Outgoing::Overflow => {
-                    debug!(peer = %self.peer, "dropping a client that does not read its replies");
-                    next = Next::Close;
-                    break;
+        'drain: loop {
+            outbox.drain_into(&mut items);
+            if items.is_empty() {
+                break;
+            }
+            for item in items.drain(..) {
+                match item {
+                    Outgoing::Data(bytes) => {
+                        if let Some(reason) = self.write_watching(&bytes, &outbox).await? {
+                            self.cancelled = reason == Outgoing::Cancel;
+                            next = Next::Close;
+                            break 'drain;
+                        }
+                        self.touch();
+                    }
+                    Outgoing::KeepAlive => self.touch(),
+                    Outgoing::Unavailable => {
+                        let retry = self.ctx.snapshot.settings.kennel_handler_retry_after;
+                        self.write_all(&http::service_unavailable(retry, false))
+                            .await?;
+                    }
+                    Outgoing::Close => {
+                        next = Next::Close;
+                        break 'drain;
+                    }
+                    Outgoing::Cancel => {
+                        self.cancelled = true;
+                        next = Next::Close;
+                        break 'drain;
+                    }
+                    Outgoing::Overflow => {
+                        debug!(peer = %self.peer, "dropping a client that does not read its replies");
+                        next = Next::Close;
+                        break 'drain;
+                    }
                 }
             }
         }
+        items.clear();
         self.drained = items;
         if next == Next::Close {
             let _ = self.stream.shutdown().await;
         }
         Ok(next)
+    }
+
+    /// Writes `bytes` while watching the outbox, so a client that stopped
+    /// reading can be dropped even while a write to it is blocked. Returns
+    /// why, if the connection was aborted (cancel or overflow).
+    async fn write_watching(
+        &mut self,
+        bytes: &[u8],
+        outbox: &Outbox,
+    ) -> Result<Option<Outgoing>, ConnError> {
+        let mut written = 0;
+        while written < bytes.len() {
+            if let Some(reason) = outbox.aborted() {
+                return Ok(Some(reason));
+            }
+            tokio::select! {
+                r = self.stream.write(&bytes[written..]) => {
+                    let n = r?;
+                    if n == 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+                    }
+                    written += n;
+                    outbox.wrote(self.ctx.registry.now_ms());
+                }
+                // Something was queued meanwhile: only an abort matters now;
+                // the rest is drained when this write is done.
+                _ = outbox.notified() => {}
+            }
+        }
+        Ok(None)
     }
 
     async fn write_all(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
@@ -490,7 +543,15 @@ impl Connection {
     fn log(&self, head: &Head, status: u16, size: usize) {
         if let Some(log) = &self.ctx.access_log {
             let host = head.host().unwrap_or(b"");
-            log.record(host, &self.peer, head.method(), head.path(), head.version().as_str(), status, size);
+            log.record(
+                host,
+                &self.peer,
+                head.method(),
+                head.path(),
+                head.version().as_str(),
+                status,
+                size,
+            );
         }
     }
 

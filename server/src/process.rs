@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -157,8 +159,11 @@ pub fn listen(snapshot: &Snapshot) -> Result<TcpListener, ProcessError> {
         .map_err(|e| fail(e.to_string()))?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| fail(e.to_string()))?;
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| fail(e.to_string()))?;
-    socket::listen(&fd, Backlog::new(LISTEN_BACKLOG).map_err(|e| fail(e.to_string()))?)
-        .map_err(|e| fail(e.to_string()))?;
+    socket::listen(
+        &fd,
+        Backlog::new(LISTEN_BACKLOG).map_err(|e| fail(e.to_string()))?,
+    )
+    .map_err(|e| fail(e.to_string()))?;
     let listener = TcpListener::from(fd);
     listener
         .set_nonblocking(true)
@@ -260,7 +265,8 @@ fn run_runtime(snapshot: Snapshot, listener: TcpListener) -> Result<(), ProcessE
         .build()
         .map_err(ProcessError::Runtime)?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(ProcessError::Runtime)?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(ProcessError::Runtime)?;
         let shutdown = CancellationToken::new();
         tokio::spawn(watch_signals(shutdown.clone()));
         let result = crate::server::run(Arc::new(snapshot), listener, shutdown).await;

@@ -24,7 +24,7 @@
 //! a fast reader of a faster handler.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,14 @@ pub struct Outbox {
     notify: Notify,
     /// Milliseconds since the registry's epoch of the last successful write.
     last_write_ms: AtomicU64,
+    /// Set when the connection must go now (cancel or overflow), so a task
+    /// blocked writing to its client can notice without reaching the item.
+    aborted: AtomicU8,
 }
+
+const NOT_ABORTED: u8 = 0;
+const ABORT_CANCEL: u8 = 1;
+const ABORT_OVERFLOW: u8 = 2;
 
 /// What [`Outbox::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +146,7 @@ impl Outbox {
                 let stalled = now_ms.saturating_sub(self.last_write_ms.load(Ordering::Relaxed))
                     > limits.stall.as_millis() as u64;
                 if bytes > limits.hard_max_bytes || (bytes > limits.max_bytes && stalled) {
+                    self.aborted.store(ABORT_OVERFLOW, Ordering::Release);
                     q.items.clear();
                     q.bytes = 0;
                     q.items.push_back(Outgoing::Overflow);
@@ -152,6 +160,7 @@ impl Outbox {
             }
             Outgoing::Close | Outgoing::Cancel | Outgoing::Overflow => {
                 if item == Outgoing::Cancel {
+                    self.aborted.store(ABORT_CANCEL, Ordering::Release);
                     q.items.clear();
                     q.bytes = 0;
                 }
@@ -183,16 +192,29 @@ impl Outbox {
         self.notify.notified().await;
     }
 
+    /// Whether the connection must be dropped now, and why:
+    /// [`Outgoing::Cancel`] or [`Outgoing::Overflow`].
+    pub fn aborted(&self) -> Option<Outgoing> {
+        match self.aborted.load(Ordering::Acquire) {
+            ABORT_CANCEL => Some(Outgoing::Cancel),
+            ABORT_OVERFLOW => Some(Outgoing::Overflow),
+            _ => None,
+        }
+    }
+
     /// Records a successful write to the client.
     pub fn wrote(&self, now_ms: u64) {
         self.last_write_ms.store(now_ms, Ordering::Relaxed);
     }
 }
 
+/// One shard of the id map.
+type Shard = Mutex<HashMap<u64, Arc<Outbox>>>;
+
 /// Connection ids → outboxes, shared by the bridge and connection tasks.
 #[derive(Debug)]
 pub struct Registry {
-    shards: Box<[Mutex<HashMap<u64, Arc<Outbox>>>]>,
+    shards: Box<[Shard]>,
     next_id: AtomicU64,
     epoch: Instant,
     limits: OutboxLimits,
@@ -235,6 +257,7 @@ impl Registry {
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
             last_write_ms: AtomicU64::new(self.now_ms()),
+            aborted: AtomicU8::new(NOT_ABORTED),
         });
         self.shard(id).insert(id, Arc::clone(&outbox));
         outbox

@@ -111,7 +111,10 @@ pub async fn run(
     tracker.close();
     let grace = Duration::from_millis(settings.kennel_shutdown_grace_ms);
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        info!(remaining = tracker.len(), "shutdown grace period over; closing the rest");
+        info!(
+            remaining = tracker.len(),
+            "shutdown grace period over; closing the rest"
+        );
     }
     drop(ctx);
     tokio::task::spawn_blocking(move || bridge.shutdown())

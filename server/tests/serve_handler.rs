@@ -33,7 +33,10 @@ fn a_request_reaches_the_handler_with_mongrel2_headers_and_the_reply_comes_back(
     assert_eq!(h.get("user-agent"), Some("test"));
     assert_eq!(h.get_all("x-dup").collect::<Vec<_>>(), [b"a", b"b"]);
     // Clobbered with the peer address, as Mongrel2 does by default.
-    assert_eq!(h.get_all("x-forwarded-for").collect::<Vec<_>>(), [b"127.0.0.1"]);
+    assert_eq!(
+        h.get_all("x-forwarded-for").collect::<Vec<_>>(),
+        [b"127.0.0.1"]
+    );
     assert_eq!(h.get("FRAGMENT"), None);
     assert_eq!(req.body(), b"");
 
@@ -57,7 +60,10 @@ fn tnetstring_handlers_get_exact_bytes() {
     let mut client = server.client();
     client.send(b"POST /handler/t HTTP/1.1\r\nHost: localhost\r\nX-Tab: a\tb\r\nContent-Length: 11\r\n\r\nhello=world");
     let req = recv(&handler);
-    assert_eq!(req.protocol(), kennel_handler::request::Protocol::Tnetstring);
+    assert_eq!(
+        req.protocol(),
+        kennel_handler::request::Protocol::Tnetstring
+    );
     assert_eq!(req.method(), Some("POST"));
     assert_eq!(req.headers().get_bytes("x-tab"), Some(&b"a\tb"[..]));
     assert_eq!(req.body(), b"hello=world");
@@ -97,7 +103,9 @@ fn streaming_replies_then_an_empty_reply_closes_after_the_data() {
     assert!(req.should_close());
     handler.reply(&req, b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
     for i in 0..3 {
-        handler.reply(&req, format!("part {i}\n").as_bytes()).unwrap();
+        handler
+            .reply(&req, format!("part {i}\n").as_bytes())
+            .unwrap();
     }
     handler.close(&req).unwrap();
     assert_eq!(
@@ -159,7 +167,10 @@ fn no_handler_connected_gives_503_with_retry_after_within_the_wait() {
     client.send(b"GET /handler/nobody HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let response = text(&client.read_response());
     let waited = start.elapsed();
-    assert!(response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{response}"
+    );
     assert!(response.contains("Retry-After: 1\r\n"), "{response}");
     // The configured wait is 300 ms.
     assert!(waited >= Duration::from_millis(250), "{waited:?}");
@@ -170,13 +181,16 @@ fn no_handler_connected_gives_503_with_retry_after_within_the_wait() {
 #[test]
 fn a_handler_that_connects_during_the_wait_still_gets_the_request() {
     let server = TestServer::start_with(Site {
-        extra_sql: "UPDATE setting SET value = '10000' WHERE key = 'kennel.handler.connect_wait_ms';".into(),
+        extra_sql:
+            "UPDATE setting SET value = '10000' WHERE key = 'kennel.handler.connect_wait_ms';"
+                .into(),
         ..Site::default()
     });
     let mut client = server.client();
     client.send(b"GET /handler/late HTTP/1.1\r\nHost: localhost\r\n\r\n");
     std::thread::sleep(Duration::from_millis(200));
-    let handler = kennel_handler::Connection::connect(&server.send_spec, &server.recv_spec).unwrap();
+    let handler =
+        kennel_handler::Connection::connect(&server.send_spec, &server.recv_spec).unwrap();
     let req: Request = handler
         .recv_timeout(Duration::from_secs(10))
         .unwrap()
@@ -195,7 +209,10 @@ fn bodies_by_length_and_chunked_and_expect_continue() {
     assert_eq!(req.body(), b"hello world");
 
     client.send(b"POST /handler/e HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
-    assert_eq!(text(&client.read_exact(25)), "HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(
+        text(&client.read_exact(25)),
+        "HTTP/1.1 100 Continue\r\n\r\n"
+    );
     client.send(b"body");
     let req = recv(&handler);
     assert_eq!(req.body(), b"body");
@@ -216,11 +233,18 @@ fn bad_requests_get_their_status_and_the_server_stays_up() {
         let mut client = server.client();
         client.send(request);
         let response = text(&client.read_to_end());
-        assert!(response.starts_with(status), "{:?} → {response}", text(request));
+        assert!(
+            response.starts_with(status),
+            "{:?} → {response}",
+            text(request)
+        );
     }
     // Oversized head: more than limits.buffer_size (4 KiB).
     let mut client = server.client();
-    let big = format!("GET /handler/x HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(8000));
+    let big = format!(
+        "GET /handler/x HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(8000)
+    );
     client.send(big.as_bytes());
     assert!(text(&client.read_to_end()).starts_with("HTTP/1.1 431 "));
     // Still serving.
@@ -243,7 +267,12 @@ fn garbage_replies_are_dropped_and_valid_ones_still_work() {
     raw.connect(&server.recv_spec).unwrap();
     // Let the subscription reach the raw socket, then send garbage.
     std::thread::sleep(Duration::from_millis(300));
-    for garbage in [&b"no spaces at all"[..], b"UUID 99:1, x", b"UUID 1:x, y", b"bad_uuid 1:1, z"] {
+    for garbage in [
+        &b"no spaces at all"[..],
+        b"UUID 99:1, x",
+        b"UUID 1:x, y",
+        b"bad_uuid 1:1, z",
+    ] {
         raw.send(garbage, 0).unwrap();
     }
     handler.reply_http(&req, 200, &[], b"fine").unwrap();

@@ -72,7 +72,7 @@ impl TestServer {
                ('/users/(\\d+)$', 1, 1, 'handler'),
                ('/static/', 1, 1, 'dir'),
                ('/proxy/', 1, 1, 'proxy');
-             INSERT INTO setting (key, value) VALUES ('kennel.handler.connect_wait_ms', '300');
+             INSERT INTO setting (key, value) VALUES ('kennel.handler.connect_wait_ms', '300'), ('kennel.shutdown_grace_ms', '100');
              {extra}",
             root = root.display(),
             protocol = site.protocol,
@@ -94,10 +94,14 @@ impl TestServer {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
-                kennel::server::run(snapshot, listener, token).await.unwrap();
+                kennel::server::run(snapshot, listener, token)
+                    .await
+                    .unwrap();
             });
         });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server started");
         TestServer {
             addr,
             dir,
@@ -136,7 +140,9 @@ impl TestServer {
 
     pub fn client(&self) -> Client {
         let stream = TcpStream::connect(self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         Client { stream }
     }
 
@@ -197,7 +203,11 @@ impl Client {
         let mut byte = [0u8; 1];
         while !buf.ends_with(b"\r\n\r\n") {
             let n = self.stream.read(&mut byte).unwrap();
-            assert!(n > 0, "connection closed inside a head: {:?}", String::from_utf8_lossy(&buf));
+            assert!(
+                n > 0,
+                "connection closed inside a head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
             buf.push(byte[0]);
         }
         let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
