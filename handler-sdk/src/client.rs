@@ -4,8 +4,11 @@
 //!
 //! A handler connects a PULL socket to the handler's `send_spec` (the server
 //! PUSHes requests there, round-robin over every connected handler process)
-//! and a PUB socket to its `recv_spec` (the server SUBscribes to replies
-//! whose first bytes are the handler's `recv_ident`). Replies are addressed
+//! and a publishing socket to its `recv_spec` (the server SUBscribes to
+//! replies whose first bytes are the handler's `recv_ident`). The library
+//! publishes on an XPUB rather than a PUB socket — the same on the wire —
+//! so that its first reply can wait for the server's subscription instead
+//! of being dropped (see [`SUBSCRIPTION_WAIT`]). Replies are addressed
 //! by the request's sender and connection id; see [`crate::reply`].
 //!
 //! ```no_run
@@ -43,6 +46,13 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// The most queued messages per socket before sending blocks (ZeroMQ's
 /// default, stated on purpose).
 pub const HIGH_WATER_MARK: i32 = 1000;
+
+/// How long the first reply waits for the server's subscription to reach
+/// this handler. A PUB socket silently drops what it sends before a
+/// subscriber's subscription arrives (ZeroMQ's "slow joiner"), which would
+/// lose the reply to the very first request; the library's reply socket is
+/// an XPUB, which sees subscriptions, so it can wait for one instead.
+pub const SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
 
 /// An error from the handler library.
 ///
@@ -123,6 +133,7 @@ pub struct Connection {
     replies: zmq::Socket,
     max_targets: usize,
     buf: std::cell::RefCell<Vec<u8>>,
+    subscribed: std::cell::Cell<bool>,
 }
 
 impl Connection {
@@ -142,7 +153,7 @@ impl Connection {
         requests.set_linger(0)?;
         requests.set_rcvhwm(HIGH_WATER_MARK)?;
         requests.connect(send_spec)?;
-        let replies = context.socket(zmq::PUB)?;
+        let replies = context.socket(zmq::XPUB)?;
         replies.set_linger(LINGER.as_millis() as i32)?;
         replies.set_sndhwm(HIGH_WATER_MARK)?;
         replies.connect(recv_spec)?;
@@ -152,6 +163,7 @@ impl Connection {
             replies,
             max_targets: reply::DEFAULT_MAX_TARGETS,
             buf: std::cell::RefCell::new(Vec::new()),
+            subscribed: std::cell::Cell::new(false),
         })
     }
 
@@ -224,7 +236,7 @@ impl Connection {
         for batch in ids.chunks(self.max_targets) {
             buf.clear();
             reply::encode(&mut buf, uuid.as_bytes(), batch, body);
-            self.replies.send(&buf[..], 0)?;
+            self.publish(&buf)?;
         }
         Ok(())
     }
@@ -251,9 +263,44 @@ impl Connection {
         for batch in ids.chunks(self.max_targets) {
             buf.clear();
             reply::encode_extended(&mut buf, uuid.as_bytes(), batch, key.as_bytes(), value);
-            self.replies.send(&buf[..], 0)?;
+            self.publish(&buf)?;
         }
         Ok(())
+    }
+
+    /// Sends one reply frame, first making sure a server has subscribed
+    /// (see [`SUBSCRIPTION_WAIT`]) and reading the subscription notices the
+    /// XPUB socket queues.
+    fn publish(&self, frame: &[u8]) -> Result<(), Error> {
+        if !self.subscribed.get() {
+            let deadline = std::time::Instant::now() + SUBSCRIPTION_WAIT;
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if self.replies.poll(zmq::POLLIN, left.as_millis() as i64)? == 0 {
+                    break;
+                }
+                if self.read_subscriptions()? {
+                    self.subscribed.set(true);
+                    break;
+                }
+            }
+        } else {
+            self.read_subscriptions()?;
+        }
+        self.replies.send(frame, 0)?;
+        Ok(())
+    }
+
+    /// Reads queued (un)subscription notices; whether one was a subscribe.
+    fn read_subscriptions(&self) -> Result<bool, Error> {
+        let mut subscribed = false;
+        loop {
+            match self.replies.recv_bytes(zmq::DONTWAIT) {
+                Ok(notice) => subscribed |= notice.first() == Some(&1),
+                Err(zmq::Error::EAGAIN) => return Ok(subscribed),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Resets the server's idle timer for the request's connection

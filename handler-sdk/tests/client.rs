@@ -2,6 +2,8 @@
 //! server (PUSH bound for requests, SUB bound for replies) on ephemeral
 //! loopback ports.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use kennel_handler::reply::{Body, Reply};
@@ -12,7 +14,8 @@ use kennel_handler::Connection;
 struct FakeServer {
     _ctx: zmq::Context,
     push: zmq::Socket,
-    sub: zmq::Socket,
+    replies: mpsc::Receiver<Vec<u8>>,
+    stop: Arc<AtomicBool>,
     send_spec: String,
     recv_spec: String,
 }
@@ -29,30 +32,35 @@ impl FakeServer {
         sub.bind("tcp://127.0.0.1:*").unwrap();
         let send_spec = push.get_last_endpoint().unwrap().unwrap();
         let recv_spec = sub.get_last_endpoint().unwrap().unwrap();
+        // Like a real server's bridge, a thread keeps servicing the SUB
+        // socket: ZeroMQ only sends a bound SUB's subscription to a new
+        // peer when the socket's own thread processes its commands.
+        let (tx, replies) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                if sub.poll(zmq::POLLIN, 10).unwrap() > 0 {
+                    if tx.send(sub.recv_bytes(0).unwrap()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
         FakeServer {
             _ctx: ctx,
             push,
-            sub,
+            replies,
+            stop,
             send_spec,
             recv_spec,
         }
     }
 
-    /// PUB drops what it sends before the subscription reaches it, so a
-    /// fresh handler pings until the server hears one (bounded).
+    /// The library's first reply waits for the server's subscription, so a
+    /// fresh handler is usable at once.
     fn connect_handler(&self) -> Connection {
-        let conn = Connection::connect(&self.send_spec, &self.recv_spec).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            conn.deliver("READY", &[0], b"ping").unwrap();
-            if self.sub.poll(zmq::POLLIN, 20).unwrap() > 0 {
-                while self.sub.poll(zmq::POLLIN, 50).unwrap() > 0 {
-                    self.sub.recv_bytes(0).unwrap();
-                }
-                return conn;
-            }
-            assert!(Instant::now() < deadline, "handler never connected");
-        }
+        Connection::connect(&self.send_spec, &self.recv_spec).unwrap()
     }
 
     fn send_request(
@@ -81,12 +89,30 @@ impl FakeServer {
     }
 
     fn recv_reply(&self) -> Vec<u8> {
-        assert!(
-            self.sub.poll(zmq::POLLIN, 10_000).unwrap() > 0,
-            "no reply within 10 s"
-        );
-        self.sub.recv_bytes(0).unwrap()
+        self.replies
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a reply within 10 s")
     }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn the_first_reply_is_not_lost_to_the_slow_joiner() {
+    let server = FakeServer::new();
+    let conn = server.connect_handler();
+    let start = Instant::now();
+    conn.deliver("SENDER", &[1], b"first").unwrap();
+    assert_eq!(server.recv_reply(), b"SENDER 1:1, first");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
