@@ -40,10 +40,10 @@ impl FakeServer {
         let stopping = Arc::clone(&stop);
         std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
-                if sub.poll(zmq::POLLIN, 10).unwrap() > 0 {
-                    if tx.send(sub.recv_bytes(0).unwrap()).is_err() {
-                        return;
-                    }
+                if sub.poll(zmq::POLLIN, 10).unwrap() > 0
+                    && tx.send(sub.recv_bytes(0).unwrap()).is_err()
+                {
+                    return;
                 }
             }
         });
