@@ -208,6 +208,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Serve(args) = &command {
+        // Not under the stdout lock below: the server logs to stdout from
+        // every worker thread.
+        return serve(&args.db, &args.selector(), process::Mode::Foreground);
+    }
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match run(&command, &mut out) {

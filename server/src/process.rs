@@ -113,6 +113,8 @@ pub fn serve(db: &Path, selector: &ServerSelector, mode: Mode) -> Result<(), Pro
         eprintln!("kennel: warning: {warning}");
     }
     let server_id = snapshot.server.id;
+    // Before binding, so a second copy of a running server says why.
+    check_pid_file(&snapshot)?;
     let listener = listen(&snapshot)?;
     enter_chroot(&snapshot)?;
     let daemonize = match mode {
@@ -197,29 +199,44 @@ fn enter_chroot(snapshot: &Snapshot) -> Result<(), ProcessError> {
     Ok(())
 }
 
-/// Writes the pid file; refuses if it names a live process, replaces a
-/// stale one.
+/// Refuses to start if the pid file names a live process (another copy of
+/// this server); a stale one is left for [`write_pid_file`] to replace.
+fn check_pid_file(snapshot: &Snapshot) -> Result<(), ProcessError> {
+    if snapshot.server.pid_file.is_empty() {
+        return Ok(());
+    }
+    let path = snapshot.server_path(&snapshot.server.pid_file);
+    if let Some(pid) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+    {
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if alive && pid != std::process::id() as i32 {
+            return Err(ProcessError::PidFile {
+                server: snapshot.server.id,
+                reason: format!(
+                    "{} says process {pid} is running; stop it first",
+                    path.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the pid file (after daemonizing, so it holds the final pid),
+/// replacing a stale one.
 fn write_pid_file(snapshot: &Snapshot) -> Result<Option<PathBuf>, ProcessError> {
     if snapshot.server.pid_file.is_empty() {
         return Ok(None);
     }
+    check_pid_file(snapshot)?;
     let path = snapshot.server_path(&snapshot.server.pid_file);
     let fail = |reason: String| ProcessError::PidFile {
         server: snapshot.server.id,
         reason,
     };
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(pid) = text.trim().parse::<i32>() {
-            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-            if alive && pid != std::process::id() as i32 {
-                return Err(fail(format!(
-                    "{} says process {pid} is running; stop it first",
-                    path.display()
-                )));
-            }
-        }
-        let _ = std::fs::remove_file(&path);
-    }
+    let _ = std::fs::remove_file(&path);
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| fail(format!("{}: {e}", parent.display())))?;
     }

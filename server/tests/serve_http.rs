@@ -1,0 +1,183 @@
+//! HTTP behaviour of a real Kennel over real sockets: static files through
+//! the router, keep-alive and HTTP/1.0 closing rules, timeouts, IPv6, and a
+//! client vanishing mid-reply.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{recv, text, Site, TestServer};
+
+#[test]
+fn static_files_through_the_router() {
+    let server = TestServer::start();
+    let mut client = server.client();
+    client.send(b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let response = text(&client.read_response());
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response.contains("Content-Type: text/plain\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("Accept-Ranges: bytes\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\nhello, file\n"), "{response}");
+    let etag = response
+        .lines()
+        .find_map(|l| l.strip_prefix("ETag: "))
+        .unwrap()
+        .to_owned();
+
+    // Same connection: conditional, range, index, 301, 404.
+    client.send(
+        format!(
+            "GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: {etag}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let response = text(&client.read_response());
+    assert!(
+        response.starts_with("HTTP/1.1 304 Not Modified\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains(&format!("ETag: {etag}\r\n")),
+        "{response}"
+    );
+
+    client.send(b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nRange: bytes=0-4\r\n\r\n");
+    let response = text(&client.read_response());
+    assert!(
+        response.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("Content-Range: bytes 0-4/12\r\n"),
+        "{response}"
+    );
+    assert!(response.ends_with("\r\n\r\nhello"), "{response}");
+
+    client.send(b"GET /static/ HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(text(&client.read_response()).ends_with("<h1>index</h1>\n"));
+
+    client.send(b"GET /static/sub?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let response = text(&client.read_response());
+    assert!(response.starts_with("HTTP/1.1 301 "), "{response}");
+    assert!(
+        response.contains("Location: /static/sub/?x=1\r\n"),
+        "{response}"
+    );
+
+    client.send(b"GET /static/../config.sqlite HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(text(&client.read_response()).starts_with("HTTP/1.1 404 "));
+
+    client.send(b"HEAD /static/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let head = text(&client.read_exact(40));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    server.stop();
+}
+
+#[test]
+fn http_1_0_closes_after_a_static_response_unless_keep_alive() {
+    let server = TestServer::start();
+    let mut client = server.client();
+    client.send(b"GET /static/hello.txt HTTP/1.0\r\n\r\n");
+    let response = text(&client.read_to_end());
+    assert!(response.contains("Connection: close\r\n"), "{response}");
+    assert!(response.ends_with("hello, file\n"));
+
+    let mut client = server.client();
+    client.send(b"GET /static/hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    client.read_response();
+    client.send(b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let response = text(&client.read_to_end());
+    assert!(response.contains("Connection: close\r\n"), "{response}");
+    server.stop();
+}
+
+#[test]
+fn a_slow_request_gets_408_and_an_idle_connection_is_closed() {
+    let server = TestServer::start_with(Site {
+        extra_sql: "INSERT INTO setting (key, value) VALUES ('kennel.http.request_timeout_ms', '300'), ('kennel.http.keepalive_timeout_ms', '300');".into(),
+        ..Site::default()
+    });
+    let mut client = server.client();
+    let start = Instant::now();
+    client.send(b"GET /static/hello.txt HTTP/1.1\r\nHost: loc");
+    let response = text(&client.read_to_end());
+    assert!(response.starts_with("HTTP/1.1 408 "), "{response}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // Dribbling bytes does not extend the deadline.
+    let mut client = server.client();
+    let start = Instant::now();
+    let mut closed = false;
+    for b in b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\n" {
+        if client.stream.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !closed {
+        assert!(text(&client.read_to_end()).starts_with("HTTP/1.1 408 "));
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // Idle keep-alive: closed silently.
+    let mut client = server.client();
+    client.send(b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    client.read_response();
+    let start = Instant::now();
+    assert!(client.read_to_end().is_empty());
+    let idle = start.elapsed();
+    assert!(
+        idle >= Duration::from_millis(250) && idle < Duration::from_secs(5),
+        "{idle:?}"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_client_vanishing_mid_reply_is_survived() {
+    let server = TestServer::start();
+    let handler = server.handler();
+    let mut client = server.client();
+    client.send(b"GET /handler/big HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let req = recv(&handler);
+    handler
+        .reply(
+            &req,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n",
+        )
+        .unwrap();
+    let chunk = vec![b'z'; 1 << 20];
+    handler.reply(&req, &chunk).unwrap();
+    let mut first = [0u8; 1024];
+    client.stream.read_exact(&mut first).unwrap();
+    drop(client); // gone mid-body
+    for _ in 0..8 {
+        handler.reply(&req, &chunk).unwrap();
+    }
+    let notice = recv(&handler);
+    assert!(notice.is_disconnect());
+    assert_eq!(notice.conn_id(), req.conn_id());
+    // The server is fine.
+    let mut client = server.client();
+    client.send(b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(text(&client.read_response()).ends_with("hello, file\n"));
+    server.stop();
+}
+
+#[test]
+fn absolute_form_targets_route_by_their_authority_and_methods_are_tokens() {
+    let server = TestServer::start();
+    let handler = server.handler();
+    let mut client = server.client();
+    client.send(b"M-SEARCH http://localhost/handler/abs?q=1 HTTP/1.1\r\nHost: other\r\n\r\n");
+    let req = recv(&handler);
+    assert_eq!(req.method(), Some("M-SEARCH"));
+    assert_eq!(req.path(), b"/handler/abs");
+    assert_eq!(req.header("URI"), Some("/handler/abs?q=1"));
+    server.stop();
+}
