@@ -54,6 +54,8 @@ pub struct Context {
     pub url_scheme: &'static str,
     /// The access log, unless disabled.
     pub access_log: Option<AccessLog>,
+    /// Open static files shared by every connection.
+    pub files: dir::FileCache,
 }
 
 /// Whether the connection goes on after a step.

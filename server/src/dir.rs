@@ -12,7 +12,11 @@
 //! Does not own: parsing the request head or routing (the caller passes the
 //! header values it found and the route's literal prefix), keep-alive (the
 //! caller says whether the response must say `Connection: close`, and closes
-//! the connection itself), or caching file metadata (every request `stat`s).
+//! the connection itself).
+//!
+//! The [`FileCache`] keeps resolved, open files (and the contents of small
+//! ones) between requests; see [`respond_with`] for when a cached entry is
+//! checked against the disk.
 //!
 //! Called by the connection task: [`respond`] plans a [`Response`] (the
 //! filesystem work runs on tokio's blocking pool), then [`send`] or
@@ -30,19 +34,22 @@
 //!   than [`MAX_RANGES`] ranges, get the full 200: a multipart body is never
 //!   larger than the file plus its boundaries.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, SeekFrom, Write as _};
+use std::io::{self, Write as _};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::config::{Dir, MimeTypes};
@@ -115,8 +122,8 @@ pub enum Body {
     Bytes(Bytes),
     /// A body read from an open file: `parts` in order, `len` bytes in all.
     File {
-        /// The open file.
-        file: File,
+        /// The open file (shared with the cache; reads are positional).
+        file: Arc<File>,
         /// The pieces of the body: file ranges, and for
         /// `multipart/byteranges` the boundary text between them.
         parts: Vec<Part>,
@@ -174,8 +181,14 @@ enum Refusal {
 
 /// What the filesystem lookup found.
 enum Found {
-    /// A regular file, open, with its metadata.
-    File { file: File, meta: Metadata },
+    /// A regular file, open, with its metadata and canonical path (and its
+    /// contents when small enough to keep in the cache).
+    File {
+        file: File,
+        meta: Metadata,
+        path: PathBuf,
+        content: Option<Bytes>,
+    },
     /// A directory asked for without the trailing `/`.
     Directory,
 }
@@ -190,10 +203,27 @@ struct Lookup {
     index: Option<String>,
 }
 
-/// Plans the response to `req` for the Dir `dir`. The filesystem work
-/// (canonicalize, open, `fstat`) runs on tokio's blocking pool; everything
-/// else is computed in place.
+/// Plans the response to `req` for the Dir `dir`, without a cache: every
+/// request resolves and opens its file on tokio's blocking pool.
 pub async fn respond(dir: &Dir, mimetypes: &MimeTypes, req: &DirRequest<'_>) -> Response {
+    respond_with(&FileCache::disabled(), dir, mimetypes, req).await
+}
+
+/// Plans the response to `req` for the Dir `dir`, using `cache`.
+///
+/// A file found before is served from the cache: within `cache_ttl`
+/// seconds of its last check without touching the filesystem, otherwise
+/// after one `lstat(2)` of its canonical path shows it unchanged (same
+/// inode, size and mtime). That `lstat` runs inline on the runtime thread:
+/// it is a single metadata syscall on a resolved path, far cheaper than a
+/// hand-off to the blocking pool. Everything else (a first request, a
+/// changed file, a miss) resolves, opens and reads on the blocking pool.
+pub async fn respond_with(
+    cache: &FileCache,
+    dir: &Dir,
+    mimetypes: &MimeTypes,
+    req: &DirRequest<'_>,
+) -> Response {
     let head_only = match req.method {
         b"GET" => false,
         b"HEAD" => true,
@@ -216,11 +246,17 @@ pub async fn respond(dir: &Dir, mimetypes: &MimeTypes, req: &DirRequest<'_>) -> 
             head_only,
         );
     }
+    let wants_index = req.path.ends_with(b"/");
+    if let Some(entry) = cache.get(dir, rest, wants_index) {
+        let ctype = entry.content_type(mimetypes, dir);
+        return plan_file(&entry, ctype, dir.cache_ttl, req, head_only);
+    }
+    let rest_raw = rest;
     let rest: Vec<u8> = percent_encoding::percent_decode(rest).collect();
     if rest.contains(&0) {
         return refuse(Refusal::NotFound("NUL in the path"), req, head_only);
     }
-    let wants_index = req.path.ends_with(b"/") || rest.ends_with(b"/");
+    let wants_index = wants_index || rest.ends_with(b"/");
     let name = if wants_index {
         dir.index_file.clone()
     } else {
@@ -240,12 +276,18 @@ pub async fn respond(dir: &Dir, mimetypes: &MimeTypes, req: &DirRequest<'_>) -> 
             return refuse(Refusal::Io { path, source }, req, head_only);
         }
     };
-    let (file, meta) = match found {
-        Found::File { file, meta } => (file, meta),
+    let entry = match found {
+        Found::File {
+            file,
+            meta,
+            path,
+            content,
+        } => CachedFile::new(file, &meta, path, name, content, cache.now_ms()),
         Found::Directory => return redirect(req, head_only),
     };
-    let ctype = mimetypes.lookup(&name).unwrap_or(&dir.default_ctype);
-    plan_file(file, &meta, ctype, dir.cache_ttl, req, head_only)
+    let entry = cache.insert(dir, rest_raw, req.path.ends_with(b"/"), entry);
+    let ctype = entry.content_type(mimetypes, dir);
+    plan_file(&entry, ctype, dir.cache_ttl, req, head_only)
 }
 
 impl Lookup {
@@ -283,7 +325,20 @@ impl Lookup {
         if !meta.is_file() {
             return Err(Refusal::NotFound("not a regular file"));
         }
-        Ok(Found::File { file, meta })
+        let content = if meta.len() <= SMALL_FILE {
+            let mut buf = Vec::with_capacity(meta.len() as usize);
+            io::Read::read_to_end(&mut (&file), &mut buf).map_err(|e| classify(&path, e))?;
+            // A file that changed between fstat and read is not cached.
+            (buf.len() as u64 == meta.len()).then(|| Bytes::from(buf))
+        } else {
+            None
+        };
+        Ok(Found::File {
+            file,
+            meta,
+            path,
+            content,
+        })
     }
 }
 
@@ -328,22 +383,20 @@ struct Validators {
 
 /// Plans the answer for an open regular file: conditionals, ranges, head.
 fn plan_file(
-    file: File,
-    meta: &Metadata,
+    entry: &Arc<CachedFile>,
     ctype: &str,
     cache_ttl: u64,
     req: &DirRequest<'_>,
     head_only: bool,
 ) -> Response {
-    let size = meta.len();
-    let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
+    let size = entry.size;
     let v = Validators {
-        opaque: format!("{mtime:x}-{size:x}"),
-        mtime,
+        opaque: entry.etag.clone(),
+        mtime: entry.mtime,
     };
-    let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(mtime));
+    let last_modified = &entry.last_modified;
     let validator_headers = |head: &mut HeadBuilder| {
-        head.header("Last-Modified", &last_modified);
+        head.header("Last-Modified", last_modified);
         head.header("ETag", format_args!("\"{}\"", v.opaque));
         if cache_ttl > 0 {
             head.header("Cache-Control", format_args!("max-age={cache_ttl}"));
@@ -415,7 +468,17 @@ fn plan_file(
     let body = if head_only || len == 0 {
         Body::Empty
     } else {
-        Body::File { file, parts, len }
+        match (&entry.content, parts.as_slice()) {
+            // Small files come from memory: one write for head and body.
+            (Some(content), [Part::Range { offset, len }]) => {
+                Body::Bytes(content.slice(*offset as usize..(*offset + *len) as usize))
+            }
+            _ => Body::File {
+                file: Arc::clone(&entry.file),
+                parts,
+                len,
+            },
+        }
     };
     Response {
         status,
@@ -676,6 +739,177 @@ fn digits(text: &[u8]) -> Option<u64> {
     }))
 }
 
+/// Files at most this large are kept in memory by the [`FileCache`] and
+/// sent from there (one write with the head, no `sendfile`). Default
+/// 64 KiB: covers pages, scripts, styles and icons; larger files go out by
+/// `sendfile(2)` from a cached open descriptor.
+pub const SMALL_FILE: u64 = 64 * 1024;
+
+/// Most entries the [`FileCache`] holds (each may hold an open descriptor);
+/// past it the cache is emptied and refilled. Default 4096.
+pub const CACHE_ENTRIES: usize = 4096;
+
+/// Most bytes of file contents the [`FileCache`] holds. Default 64 MiB.
+pub const CACHE_CONTENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Resolved, open files, shared by every connection of a server: what
+/// Mongrel2's per-Dir `FileRecord` cache does, with Kennel's own rules (see
+/// [`respond_with`]). A snapshot's Dir rows never change, so entries are
+/// keyed by the Dir's id and the raw request path below its prefix.
+#[derive(Debug)]
+pub struct FileCache {
+    entries: Mutex<HashMap<CacheKey, Arc<CachedFile>>>,
+    content_bytes: AtomicUsize,
+    epoch: Instant,
+    enabled: bool,
+}
+
+type CacheKey = (i64, Vec<u8>, bool);
+
+/// One cached file.
+#[derive(Debug)]
+pub struct CachedFile {
+    file: Arc<File>,
+    path: PathBuf,
+    name: String,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: u64,
+    mtime_nsec: i64,
+    etag: String,
+    last_modified: String,
+    content: Option<Bytes>,
+    /// Milliseconds since the cache's epoch of the last check.
+    checked_ms: AtomicU64,
+}
+
+impl CachedFile {
+    fn new(
+        file: File,
+        meta: &Metadata,
+        path: PathBuf,
+        name: String,
+        content: Option<Bytes>,
+        now_ms: u64,
+    ) -> CachedFile {
+        let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
+        CachedFile {
+            file: Arc::new(file),
+            path,
+            name,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime,
+            mtime_nsec: meta.mtime_nsec(),
+            etag: format!("{mtime:x}-{:x}", meta.len()),
+            last_modified: httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(mtime)),
+            content,
+            checked_ms: AtomicU64::new(now_ms),
+        }
+    }
+
+    fn content_type<'a>(&'a self, mimetypes: &'a MimeTypes, dir: &'a Dir) -> &'a str {
+        mimetypes.lookup(&self.name).unwrap_or(&dir.default_ctype)
+    }
+
+    /// Whether the file on disk is still this one.
+    fn unchanged(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| {
+            m.is_file()
+                && m.dev() == self.dev
+                && m.ino() == self.ino
+                && m.len() == self.size
+                && u64::try_from(m.mtime()).is_ok_and(|t| t == self.mtime)
+                && m.mtime_nsec() == self.mtime_nsec
+        })
+    }
+}
+
+impl FileCache {
+    /// An empty cache.
+    pub fn new() -> FileCache {
+        FileCache {
+            entries: Mutex::new(HashMap::new()),
+            content_bytes: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            enabled: true,
+        }
+    }
+
+    /// A cache that never keeps anything.
+    pub fn disabled() -> FileCache {
+        FileCache {
+            enabled: false,
+            ..FileCache::new()
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Arc<CachedFile>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh entry for the request path `rest` below `dir`'s prefix.
+    fn get(&self, dir: &Dir, rest: &[u8], index: bool) -> Option<Arc<CachedFile>> {
+        if !self.enabled {
+            return None;
+        }
+        let entry = self.lock().get(&(dir.id, rest.to_vec(), index)).cloned()?;
+        let now = self.now_ms();
+        let age = now.saturating_sub(entry.checked_ms.load(Ordering::Relaxed));
+        if dir.cache_ttl > 0 && age < dir.cache_ttl.saturating_mul(1000) {
+            return Some(entry);
+        }
+        if entry.unchanged() {
+            entry.checked_ms.store(now, Ordering::Relaxed);
+            return Some(entry);
+        }
+        None
+    }
+
+    /// Keeps `entry` (unless the cache is full of content or disabled) and
+    /// returns it shared.
+    fn insert(
+        &self,
+        dir: &Dir,
+        rest: &[u8],
+        index: bool,
+        mut entry: CachedFile,
+    ) -> Arc<CachedFile> {
+        if !self.enabled {
+            return Arc::new(entry);
+        }
+        let content_len = entry.content.as_ref().map_or(0, Bytes::len);
+        if self.content_bytes.load(Ordering::Relaxed) + content_len > CACHE_CONTENT_BYTES {
+            entry.content = None;
+        }
+        let entry = Arc::new(entry);
+        let mut entries = self.lock();
+        if entries.len() >= CACHE_ENTRIES {
+            entries.clear();
+            self.content_bytes.store(0, Ordering::Relaxed);
+        }
+        let added = entry.content.as_ref().map_or(0, Bytes::len);
+        if let Some(old) = entries.insert((dir.id, rest.to_vec(), index), Arc::clone(&entry)) {
+            let removed = old.content.as_ref().map_or(0, Bytes::len);
+            self.content_bytes.fetch_sub(removed, Ordering::Relaxed);
+        }
+        self.content_bytes.fetch_add(added, Ordering::Relaxed);
+        entry
+    }
+}
+
+impl Default for FileCache {
+    fn default() -> Self {
+        FileCache::new()
+    }
+}
+
 /// Writes a response head line by line.
 struct HeadBuilder(Vec<u8>);
 
@@ -685,7 +919,7 @@ impl HeadBuilder {
         let mut head = Vec::with_capacity(256);
         let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
         let mut builder = HeadBuilder(head);
-        builder.header("Date", httpdate::fmt_http_date(SystemTime::now()));
+        builder.header_bytes("Date", &crate::http::date());
         builder.header("Server", "Kennel");
         builder
     }
@@ -851,26 +1085,34 @@ pub async fn send_copy<W: AsyncWrite + Unpin>(response: Response, w: &mut W) -> 
         Body::Empty => {}
         Body::Bytes(body) => w.write_all(&body).await?,
         Body::File { file, parts, .. } => {
-            let mut file = tokio::fs::File::from_std(file);
-            let mut buf = vec![0; COPY_CHUNK];
             for part in parts {
                 match part {
                     Part::Bytes(bytes) => w.write_all(&bytes).await?,
                     Part::Range { offset, len } => {
-                        file.seek(SeekFrom::Start(offset)).await?;
-                        let mut remaining = len;
-                        while remaining > 0 {
-                            let want = usize::try_from(remaining)
+                        let mut position = offset;
+                        let end = offset + len;
+                        while position < end {
+                            let want = usize::try_from(end - position)
                                 .map_or(COPY_CHUNK, |r| r.min(COPY_CHUNK));
-                            let n = file.read(&mut buf[..want]).await?;
-                            if n == 0 {
+                            let file = Arc::clone(&file);
+                            let chunk = tokio::task::spawn_blocking(move || {
+                                let mut buf = vec![0; want];
+                                let n = std::os::unix::fs::FileExt::read_at(
+                                    &*file, &mut buf, position,
+                                )?;
+                                buf.truncate(n);
+                                Ok::<_, io::Error>(buf)
+                            })
+                            .await
+                            .map_err(io::Error::other)??;
+                            if chunk.is_empty() {
                                 return Err(io::Error::new(
                                     io::ErrorKind::UnexpectedEof,
                                     "file shrank while it was sent",
                                 ));
                             }
-                            w.write_all(&buf[..n]).await?;
-                            remaining -= n as u64;
+                            w.write_all(&chunk).await?;
+                            position += chunk.len() as u64;
                         }
                     }
                 }

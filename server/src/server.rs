@@ -74,6 +74,7 @@ pub async fn run(
         },
         url_scheme: "http",
         access_log,
+        files: crate::dir::FileCache::new(),
     });
     let connections = Arc::new(Semaphore::new(settings.kennel_max_connections));
     let tracker = TaskTracker::new();

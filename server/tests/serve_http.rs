@@ -181,3 +181,27 @@ fn absolute_form_targets_route_by_their_authority_and_methods_are_tokens() {
     assert_eq!(req.header("URI"), Some("/handler/abs?q=1"));
     server.stop();
 }
+
+#[test]
+fn cached_files_follow_changes_on_disk() {
+    let server = TestServer::start();
+    let path = server.root().join("public/hello.txt");
+    let mut client = server.client();
+    let get = |client: &mut common::Client| {
+        client.send(b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        text(&client.read_response())
+    };
+    assert!(get(&mut client).ends_with("hello, file\n"));
+    assert!(get(&mut client).ends_with("hello, file\n"));
+    // cache_ttl is 0: every request checks the file, so a change shows at once.
+    std::fs::write(&path, "changed and longer\n").unwrap();
+    assert!(get(&mut client).ends_with("\r\n\r\nchanged and longer\n"));
+    // Replaced by a new file (new inode), same size.
+    let tmp = server.root().join("public/new.txt");
+    std::fs::write(&tmp, "CHANGED AND LONGER\n").unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert!(get(&mut client).ends_with("\r\n\r\nCHANGED AND LONGER\n"));
+    std::fs::remove_file(&path).unwrap();
+    assert!(get(&mut client).starts_with("HTTP/1.1 404 "));
+    server.stop();
+}
