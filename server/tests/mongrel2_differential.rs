@@ -68,6 +68,19 @@ const CASES: &[(&str, &[&[u8]])] = &[
         "trailing_whitespace",
         &[b"GET {p}pad HTTP/1.1\r\nHost: {host}\r\nX-Pad: 5   \r\n\r\n"],
     ),
+    (
+        "method_token",
+        &[b"M-SEARCH {p}ssdp HTTP/1.1\r\nHost: {host}\r\n\r\n"],
+    ),
+    (
+        "content_length_abc",
+        &[b"POST {p}cl HTTP/1.1\r\nHost: {host}\r\nContent-Length: abc\r\n\r\n"],
+    ),
+    (
+        "control_byte",
+        &[b"GET {p}ctl HTTP/1.1\r\nHost: {host}\r\nX-Ctl: a\x01b\r\n\r\n"],
+    ),
+    ("prefix_of_route_key", &[b"GET {p-} HTTP/1.1\r\nHost: {host}\r\n\r\n"]),
 ];
 
 /// The long header value: well past a typical header, within both
@@ -433,8 +446,19 @@ fn a_reply_to_an_unknown_id_is_answered_with_a_disconnect_notice() {
 
 fn assert_notices(runs: &Runs, pick: impl Fn(&CaseRun) -> Option<&[u8]>, what: &str) {
     let mut checked = 0;
+    let mut expected = 0;
     for (i, case) in runs.cases.iter().enumerate() {
         let (m2, kennel) = (&runs.mongrel2.cases[i], &runs.kennel.cases[i]);
+        let refused = |run: &CaseRun| {
+            run.outcomes
+                .iter()
+                .any(|o| matches!(o, Outcome::Refused(_)))
+        };
+        if refused(m2) || refused(kennel) {
+            // One side never gave the connection to a handler: no notice.
+            continue;
+        }
+        expected += 1;
         let (Some(m), Some(k)) = (pick(m2), pick(kennel)) else {
             panic!(
                 "{what} after {} on {:?}: missing (Mongrel2 {:?}, Kennel {:?})",
@@ -447,7 +471,11 @@ fn assert_notices(runs: &Runs, pick: impl Fn(&CaseRun) -> Option<&[u8]>, what: &
         assert_notice(&what, case.route, m, k, u64::MAX);
         checked += 1;
     }
-    assert_eq!(checked, runs.cases.len());
+    assert_eq!(checked, expected);
+    assert!(
+        checked >= 2 * 12,
+        "only {checked} cases were forwarded by both"
+    );
 }
 
 /// Both notices are disconnect notices (for `id`, unless `u64::MAX`) and
@@ -501,5 +529,99 @@ fn print_the_frames() {
                 );
             }
         }
+    }
+}
+
+/// The server's own answer to a case it did not forward.
+fn refused<'a>(what: &str, run: &'a CaseRun) -> &'a str {
+    match run.outcomes.as_slice() {
+        [Outcome::Refused(r)] => std::str::from_utf8(r).unwrap_or("<not UTF-8>"),
+        other => panic!("{what}: expected the server to answer itself, got {other:?}"),
+    }
+}
+
+/// Documented ("Request methods may only be upper-case letters and
+/// digits"): Mongrel2 answers `M-SEARCH` with 400; Kennel forwards any
+/// RFC 9110 token unchanged.
+#[test]
+fn a_method_with_a_hyphen_is_refused_by_mongrel2_and_forwarded_by_kennel() {
+    let Some(runs) = runs() else { return };
+    for route in Route::ALL {
+        let (_, m2, kennel) = case(runs, "method_token", route);
+        let answer = refused(&format!("M-SEARCH on {route:?} (Mongrel2)"), m2);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{route:?}: {answer}");
+        assert_forwarded("M-SEARCH (Kennel)", kennel);
+        let req = parse("M-SEARCH", kennel.outcomes[0].frame());
+        assert_eq!(req.method(), Some("M-SEARCH"), "{route:?}");
+        assert_eq!(req.path(), format!("{}ssdp", route.prefix()).as_bytes());
+    }
+}
+
+/// Documented ("`Content-Length: abc` … is read as 0"): Mongrel2 forwards
+/// the request with an empty body; Kennel answers 400.
+#[test]
+fn an_invalid_content_length_is_zero_to_mongrel2_and_a_400_from_kennel() {
+    let Some(runs) = runs() else { return };
+    for route in Route::ALL {
+        let (_, m2, kennel) = case(runs, "content_length_abc", route);
+        assert_forwarded("Content-Length: abc (Mongrel2)", m2);
+        let req = parse("Content-Length: abc", m2.outcomes[0].frame());
+        assert_eq!(req.body(), b"", "{route:?}");
+        assert_eq!(req.header("content-length"), Some("abc"), "{route:?}");
+        let answer = refused(
+            &format!("Content-Length: abc on {route:?} (Kennel)"),
+            kennel,
+        );
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{route:?}: {answer}");
+    }
+}
+
+/// Documented ("Control bytes in header names or values are forwarded
+/// raw"): Mongrel2 forwards `\x01` (raw even inside its JSON, which a
+/// strict parser then rejects); Kennel answers 400.
+#[test]
+fn a_control_byte_in_a_header_is_forwarded_raw_by_mongrel2_and_a_400_from_kennel() {
+    let Some(runs) = runs() else { return };
+    for route in Route::ALL {
+        let (_, m2, kennel) = case(runs, "control_byte", route);
+        assert_forwarded("control byte (Mongrel2)", m2);
+        let m = m2.outcomes[0].frame();
+        match route {
+            Route::Json => {
+                assert!(contains(m, b"\"x-ctl\":\"a\x01b\""), "{}", show(m));
+                assert!(
+                    matches!(Request::parse(m), Err(RequestError::Json(_))),
+                    "{}",
+                    show(m)
+                );
+            }
+            Route::Tns => {
+                let req = parse("control byte", m);
+                assert_eq!(req.headers().get_bytes("x-ctl"), Some(&b"a\x01b"[..]));
+            }
+        }
+        let answer = refused(&format!("control byte on {route:?} (Kennel)"), kennel);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{route:?}: {answer}");
+    }
+}
+
+/// Documented ("A path that is a *prefix of* a route key matches that
+/// route"): Mongrel2 sends `/jso` to the `/json/` handler; Kennel answers
+/// 404.
+#[test]
+fn a_prefix_of_a_route_key_is_routed_by_mongrel2_and_a_404_from_kennel() {
+    let Some(runs) = runs() else { return };
+    for route in Route::ALL {
+        let (_, m2, kennel) = case(runs, "prefix_of_route_key", route);
+        assert_forwarded("prefix of a route key (Mongrel2)", m2);
+        let req = parse("prefix of a route key", m2.outcomes[0].frame());
+        let prefix = route.prefix();
+        assert_eq!(req.path(), &prefix.as_bytes()[..prefix.len() - 2]);
+        assert_eq!(req.header("PATTERN"), Some(prefix));
+        let answer = refused(
+            &format!("prefix of a route key on {route:?} (Kennel)"),
+            kennel,
+        );
+        assert!(answer.starts_with("HTTP/1.1 404 "), "{route:?}: {answer}");
     }
 }

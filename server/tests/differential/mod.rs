@@ -10,8 +10,6 @@
 //! own the verdicts: the test file says what must be equal and which
 //! documented differences are expected.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -254,11 +252,6 @@ impl Mongrel2 {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-
-    /// The end of Mongrel2's output, for failure messages.
-    pub fn log_tail(&self) -> String {
-        tail(&self.log)
-    }
 }
 
 impl Drop for Mongrel2 {
@@ -441,14 +434,6 @@ impl Client {
         buf.extend_from_slice(&body);
         buf
     }
-
-    /// Reads until the server closes the connection (bounded by the read
-    /// timeout).
-    pub fn read_to_end(&mut self) -> Vec<u8> {
-        let mut buf = Vec::new();
-        let _ = self.stream.read_to_end(&mut buf);
-        buf
-    }
 }
 
 /// A request frame in a form where two servers' frames are comparable
@@ -601,8 +586,9 @@ fn json_members_split_raw_text_and_reject_other_shapes() {
 }
 
 /// One scenario: requests sent one after another on one connection to one
-/// route. `{p}` in a request stands for the route prefix, `{host}` for
-/// [`Site::host_header`].
+/// route. `{p}` in a request stands for the route prefix, `{p-}` for the
+/// prefix without its last two bytes (`/jso`, `/tn`: a prefix *of* the
+/// route key), `{host}` for [`Site::host_header`].
 #[derive(Debug, Clone)]
 pub struct Case {
     pub name: &'static str,
@@ -616,11 +602,10 @@ impl Case {
         let requests = templates
             .iter()
             .map(|t| {
-                replace(
-                    &replace(t, b"{p}", route.prefix().as_bytes()),
-                    b"{host}",
-                    host.as_bytes(),
-                )
+                let prefix = route.prefix().as_bytes();
+                let t = replace(t, b"{p-}", &prefix[..prefix.len() - 2]);
+                let t = replace(&t, b"{p}", prefix);
+                replace(&t, b"{host}", host.as_bytes())
             })
             .collect();
         Case {
