@@ -2,8 +2,8 @@
 //! and through Kennel, on the same config database, and the frames the
 //! handler receives compared — identical apart from connection ids, header
 //! order (Mongrel2 emits hash order) and the differences Kennel documents
-//! (`docs/mongrel2-differences.md`, the table at the top of PROTOCOL.md),
-//! each of which is asserted here as the documented behaviour.
+//! (`docs/mongrel2-differences.md`, whose section "How the differences are
+//! checked" lists the cases below), each asserted here as documented.
 //!
 //! Both servers run once per test binary (Mongrel2 first, then Kennel on
 //! the same port) and every test checks its part of that one run. Without
@@ -396,8 +396,8 @@ fn a_latin1_byte_is_raw_from_mongrel2_and_decoded_by_kennel() {
     );
 }
 
-/// Documented (PROTOCOL.md's table: "Trailing whitespace stays in a header
-/// value"): Kennel removes optional whitespace around a value (RFC 9110
+/// Documented ("Trailing whitespace stays in a header value"): Kennel
+/// removes optional whitespace around a value (RFC 9110
 /// §5.5); Mongrel2 keeps it.
 #[test]
 fn trailing_whitespace_is_kept_by_mongrel2_and_trimmed_by_kennel() {
