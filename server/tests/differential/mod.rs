@@ -1,0 +1,761 @@
+//! The differential harness: one site (a config database in a temp dir),
+//! the real Mongrel2 1.12 and the real Kennel serving it in turn, a capture
+//! handler that records the raw request frames each one sends, and the
+//! byte-level normal form the two are compared in.
+//!
+//! Owns: building the site, running and stopping both servers (every
+//! process started is killed by PID on drop, also on panic), the capture
+//! handler, the raw HTTP client, and [`Canonical`] (a request frame with
+//! the connection id taken out and the header members sorted). Does not
+//! own the verdicts: the test file says what must be equal and which
+//! documented differences are expected.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kennel::config::{self, ServerSelector};
+use kennel_handler::tnetstring::{self, Value};
+use kennel_handler::Connection;
+use tokio_util::sync::CancellationToken;
+
+/// The server row's `uuid`, the second argument to `mongrel2`.
+pub const SERVER_UUID: &str = "diff-server";
+
+/// How long a server may take to accept on its port after start. Mongrel2
+/// needs well under a second; the bound only stops a broken start from
+/// hanging the test.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long any one expected message or response may take. Everything is
+/// loopback; a healthy run needs milliseconds.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long Mongrel2 may take to exit after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection id the capture handler "pings" before any client
+/// connects: a reply to it must come back as a disconnect notice (no such
+/// connection), which proves the reply path is subscribed. Far above any id
+/// either server hands out in a run.
+pub const PING_ID: u64 = 4_000_000;
+
+/// The two handler routes of the site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `protocol = 'json'`, route `/json/`.
+    Json,
+    /// `protocol = 'tnetstring'`, route `/tns/`.
+    Tns,
+}
+
+impl Route {
+    /// Both, in the order the harness runs them.
+    pub const ALL: [Route; 2] = [Route::Json, Route::Tns];
+
+    /// The route key (and URL prefix).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Route::Json => "/json/",
+            Route::Tns => "/tns/",
+        }
+    }
+
+    /// The handler's `send_ident`: the sender of every request frame.
+    pub fn send_ident(self) -> &'static str {
+        match self {
+            Route::Json => "0c1e9a52-diff-json",
+            Route::Tns => "5b7d3f08-diff-tns",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Route::Json => "json",
+            Route::Tns => "tns",
+        }
+    }
+}
+
+/// The temp dir, the config database and the addresses in it.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    /// The server row's port (a port that was free when the site was made).
+    pub port: u16,
+}
+
+impl Site {
+    /// Builds the site: `run/` and `logs/` under the temp dir, the server
+    /// row with `chroot = ''` (so the absolute `ipc://` paths mean the same
+    /// to Mongrel2 as to Kennel and the handler; Mongrel2 as root then
+    /// neither chroots nor changes user, and as another user it never
+    /// does), `server.daemonize = 0`, one host and two handler routes.
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::fs::create_dir_all(root.join("logs")).unwrap();
+        let port = free_port();
+        let mut handlers = String::new();
+        let mut routes = String::new();
+        for (id, route) in Route::ALL.iter().enumerate() {
+            let id = id + 1;
+            let (send, recv) = specs(root, *route);
+            let protocol = match route {
+                Route::Json => "json",
+                Route::Tns => "tnetstring",
+            };
+            handlers.push_str(&format!(
+                "INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident, protocol)
+                   VALUES ({id}, '{send}', '{ident}', '{recv}', '', '{protocol}');\n",
+                ident = route.send_ident(),
+            ));
+            routes.push_str(&format!(
+                "INSERT INTO route (path, host_id, target_id, target_type)
+                   VALUES ('{prefix}', 1, {id}, 'handler');\n",
+                prefix = route.prefix(),
+            ));
+        }
+        let root_text = root.display();
+        let sql = format!(
+            "INSERT INTO server (id, uuid, name, access_log, error_log, chroot, pid_file, default_host, bind_addr, port)
+               VALUES (1, '{SERVER_UUID}', 'diff', '{root_text}/logs/access.log', '{root_text}/logs/error.log',
+                       '', '{root_text}/run/mongrel2.pid', 'localhost', '127.0.0.1', {port});
+             INSERT INTO host (id, server_id, name, matching) VALUES (1, 1, 'localhost', 'localhost');
+             {handlers}
+             {routes}
+             INSERT INTO setting (key, value) VALUES ('server.daemonize', '0');"
+        );
+        let db = root.join("config.sqlite");
+        config::apply_sql(&db, &sql).expect("config database");
+        Site { dir, db, port }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The handler's `(send_spec, recv_spec)`.
+    pub fn specs(&self, route: Route) -> (String, String) {
+        specs(self.root(), route)
+    }
+
+    /// The `Host` header sent to both servers: the site's port, whichever
+    /// port the server under test really listens on.
+    pub fn host_header(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+}
+
+fn specs(root: &Path, route: Route) -> (String, String) {
+    (
+        format!("ipc://{}/{}-send.sock", root.display(), route.name()),
+        format!("ipc://{}/{}-recv.sock", root.display(), route.name()),
+    )
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+/// Where the `mongrel2` binary is, if it is on `PATH`.
+pub fn find_mongrel2() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("mongrel2"))
+        .find(|p| p.is_file())
+}
+
+/// Waits until `addr` accepts a TCP connection, or `alive` says the server
+/// is gone, or [`START_TIMEOUT`] passes.
+fn wait_accepting(addr: SocketAddr, mut alive: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        if let Err(why) = alive() {
+            panic!("server on {addr} did not start: {why}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server on {addr} did not accept within {START_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running Mongrel2, killed on drop.
+pub struct Mongrel2 {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Mongrel2 {
+    /// Starts `mongrel2 DB UUID` in the site's directory (its default
+    /// control port `ipc://run/control` is relative to the working
+    /// directory) and waits until the port accepts.
+    pub fn start(binary: &Path, site: &Site) -> Mongrel2 {
+        let log = site.root().join("logs/mongrel2.out");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(binary)
+            .arg(&site.db)
+            .arg(SERVER_UUID)
+            .current_dir(site.root())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn mongrel2");
+        let mut m2 = Mongrel2 {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], site.port)),
+            log,
+        };
+        let addr = m2.addr;
+        let log = m2.log.clone();
+        let child = m2.child.as_mut().unwrap();
+        wait_accepting(addr, || match child.try_wait() {
+            Ok(Some(status)) => Err(format!("mongrel2 exited with {status}:\n{}", tail(&log))),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        });
+        m2
+    }
+
+    /// SIGTERM by PID, then waits (bounded) for the exit, so the port and
+    /// the handler sockets are free for Kennel.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "mongrel2 ignored SIGTERM for {STOP_TIMEOUT:?}:\n{}",
+                    tail(&self.log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Mongrel2 {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn bind_reuse(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(128)
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// A running Kennel (`kennel::server::run` in its own runtime thread),
+/// stopped on drop.
+pub struct Kennel {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Kennel {
+    /// Loads the site's database as the `kennel` binary would and serves it
+    /// on the site's port (with `SO_REUSEADDR`, as Mongrel2 binds it), or
+    /// on `127.0.0.1:0` if that is taken.
+    pub fn start(site: &Site) -> Kennel {
+        let snapshot = Arc::new(
+            config::load(&site.db, &ServerSelector::Uuid(SERVER_UUID.into()))
+                .expect("kennel loads the site"),
+        );
+        let port = site.port;
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = bind_reuse(SocketAddr::from(([127, 0, 0, 1], port)))
+                    .or_else(|_| bind_reuse(SocketAddr::from(([127, 0, 0, 1], 0))))
+                    .expect("bind a port for kennel");
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                kennel::server::run(snapshot, listener, token)
+                    .await
+                    .expect("kennel serves");
+            });
+        });
+        let addr = rx.recv_timeout(START_TIMEOUT).expect("kennel started");
+        let kennel = Kennel {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        };
+        wait_accepting(addr, || Ok(()));
+        kennel
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join().expect("kennel thread");
+        }
+    }
+}
+
+impl Drop for Kennel {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A capture handler for one route: a raw PULL socket on the route's
+/// `send_spec` records each request frame exactly as a handler receives it,
+/// and a `kennel_handler::Connection` (its own request socket pointed at
+/// an address nobody binds, so it never takes a request) sends the
+/// replies.
+pub struct Capture {
+    pub route: Route,
+    _context: zmq::Context,
+    pull: zmq::Socket,
+    replies: Connection,
+}
+
+impl Capture {
+    pub fn connect(site: &Site, route: Route) -> Capture {
+        let context = zmq::Context::new();
+        let (send_spec, recv_spec) = site.specs(route);
+        let pull = context.socket(zmq::PULL).unwrap();
+        pull.set_linger(0).unwrap();
+        pull.connect(&send_spec).unwrap();
+        let unused = format!(
+            "ipc://{}/unused-{}.sock",
+            site.root().display(),
+            route.name()
+        );
+        let replies = Connection::connect_in(&context, &unused, &recv_spec).unwrap();
+        Capture {
+            route,
+            _context: context,
+            pull,
+            replies,
+        }
+    }
+
+    /// The next frame, or a panic naming `what` after [`IO_TIMEOUT`].
+    pub fn recv(&self, what: &str) -> Vec<u8> {
+        let ms = i64::try_from(IO_TIMEOUT.as_millis()).unwrap();
+        assert!(
+            self.pull.poll(zmq::POLLIN, ms).unwrap() > 0,
+            "{:?} handler: no {what} within {IO_TIMEOUT:?}",
+            self.route
+        );
+        self.pull.recv_bytes(0).unwrap()
+    }
+
+    /// Sends `body` to connection `id`.
+    pub fn reply(&self, id: u64, body: &[u8]) {
+        self.replies
+            .deliver(self.route.send_ident(), &[id], body)
+            .unwrap();
+    }
+
+    /// Replies to [`PING_ID`] and returns the notice that answers it.
+    pub fn ping(&self) -> Vec<u8> {
+        self.reply(PING_ID, b"ping");
+        self.recv("answer to the ping of a connection that does not exist")
+    }
+}
+
+/// A raw HTTP client with bounded reads.
+pub struct Client {
+    stream: TcpStream,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        Client { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one response: the head, then `Content-Length` bytes.
+    pub fn read_response(&mut self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            let n = self.stream.read(&mut byte).expect("a response");
+            assert!(
+                n > 0,
+                "connection closed inside a response head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        let mut body = vec![0; len];
+        self.stream.read_exact(&mut body).unwrap();
+        buf.extend_from_slice(&body);
+        buf
+    }
+}
+
+/// A request frame in a form where two servers' frames are comparable
+/// byte for byte: the connection id is taken out, and the members of the
+/// header block (JSON `"name":value` texts or tnetstring `key value`
+/// encodings, each exactly as sent) are sorted, since Mongrel2 emits them
+/// in hash order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical {
+    pub sender: Vec<u8>,
+    pub path: Vec<u8>,
+    /// `,` for JSON, `}` for tnetstring.
+    pub tag: u8,
+    /// The header block's members as raw bytes, sorted.
+    pub members: Vec<Vec<u8>>,
+    /// The body netstring exactly as sent (`LEN:bytes,`).
+    pub body: Vec<u8>,
+}
+
+impl Canonical {
+    /// Splits a frame; `None` if it is not `SENDER ID PATH HEADERS BODY` or
+    /// its header block cannot be split into members (it need not be valid
+    /// JSON: Mongrel2's raw TAB is split fine). Returns the id text too.
+    pub fn of(frame: &[u8]) -> Option<(Canonical, Vec<u8>)> {
+        let mut parts = frame.splitn(4, |&b| b == b' ');
+        let sender = parts.next()?.to_vec();
+        let id = parts.next()?.to_vec();
+        let path = parts.next()?.to_vec();
+        let rest = parts.next()?;
+        let colon = rest.iter().position(|&b| b == b':')?;
+        let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
+        let payload = rest.get(colon + 1..colon + 1 + len)?;
+        let tag = *rest.get(colon + 1 + len)?;
+        let body = rest[colon + 2 + len..].to_vec();
+        let mut members = match tag {
+            b',' => json_members(payload)?,
+            b'}' => {
+                let header = &rest[..colon + 2 + len];
+                let Ok(Value::Dict(pairs)) = tnetstring::parse(header) else {
+                    return None;
+                };
+                let members: Vec<Vec<u8>> = pairs
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut out = Vec::new();
+                        Value::String(k).encode(&mut out);
+                        v.encode(&mut out);
+                        out
+                    })
+                    .collect();
+                // The re-encoded members are the sent bytes: tnetstrings
+                // have one encoding per value.
+                if members.concat() != payload {
+                    return None;
+                }
+                members
+            }
+            _ => return None,
+        };
+        members.sort();
+        Some((
+            Canonical {
+                sender,
+                path,
+                tag,
+                members,
+                body,
+            },
+            id,
+        ))
+    }
+}
+
+/// The members of a flat JSON object whose values are strings or arrays of
+/// strings, each as its raw bytes (`"name":"value"`), without validating
+/// the string contents.
+pub fn json_members(json: &[u8]) -> Option<Vec<Vec<u8>>> {
+    fn string_end(s: &[u8], at: usize) -> Option<usize> {
+        if s.get(at) != Some(&b'"') {
+            return None;
+        }
+        let mut i = at + 1;
+        loop {
+            match s.get(i)? {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+    }
+    let mut members = Vec::new();
+    if json.first() != Some(&b'{') {
+        return None;
+    }
+    let mut i = 1;
+    if json.get(i) == Some(&b'}') {
+        return (i + 1 == json.len()).then_some(members);
+    }
+    loop {
+        let start = i;
+        i = string_end(json, i)?;
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        if json.get(i) == Some(&b'[') {
+            i += 1;
+            if json.get(i) != Some(&b']') {
+                loop {
+                    i = string_end(json, i)?;
+                    match json.get(i)? {
+                        b',' => i += 1,
+                        b']' => break,
+                        _ => return None,
+                    }
+                }
+            }
+            i += 1;
+        } else {
+            i = string_end(json, i)?;
+        }
+        members.push(json[start..i].to_vec());
+        match json.get(i)? {
+            b',' => i += 1,
+            b'}' if i + 1 == json.len() => return Some(members),
+            _ => return None,
+        }
+    }
+}
+
+/// Shows bytes as text with escapes, for failure messages and reports.
+pub fn show(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+#[test]
+fn json_members_split_raw_text_and_reject_other_shapes() {
+    assert_eq!(
+        json_members(br#"{"a":"x\"y","b":["1","2"],"c":"t	ab"}"#).unwrap(),
+        [
+            &br#""a":"x\"y""#[..],
+            br#""b":["1","2"]"#,
+            b"\"c\":\"t\tab\""
+        ]
+    );
+    assert_eq!(json_members(b"{}").unwrap(), Vec::<Vec<u8>>::new());
+    assert!(json_members(br#"{"a":1}"#).is_none());
+    assert!(json_members(br#"{"a":"x"} "#).is_none());
+    assert!(json_members(br#"{"a":"x""#).is_none());
+}
+
+/// One scenario: requests sent one after another on one connection to one
+/// route. `{p}` in a request stands for the route prefix, `{p-}` for the
+/// prefix without its last two bytes (`/jso`, `/tn`: a prefix *of* the
+/// route key), `{host}` for [`Site::host_header`].
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: &'static str,
+    pub route: Route,
+    pub requests: Vec<Vec<u8>>,
+}
+
+impl Case {
+    /// Expands the placeholders in `templates` for `route`.
+    pub fn new(name: &'static str, route: Route, host: &str, templates: &[&[u8]]) -> Case {
+        let requests = templates
+            .iter()
+            .map(|t| {
+                let prefix = route.prefix().as_bytes();
+                let t = replace(t, b"{p-}", &prefix[..prefix.len() - 2]);
+                let t = replace(&t, b"{p}", prefix);
+                replace(&t, b"{host}", host.as_bytes())
+            })
+            .collect();
+        Case {
+            name,
+            route,
+            requests,
+        }
+    }
+}
+
+/// `haystack` with every `from` replaced by `to`.
+pub fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler got this frame (and answered it).
+    Frame(Vec<u8>),
+    /// The server answered the client itself (e.g. a 400) and no frame came.
+    Refused(Vec<u8>),
+}
+
+impl Outcome {
+    pub fn frame(&self) -> &[u8] {
+        match self {
+            Outcome::Frame(f) => f,
+            Outcome::Refused(r) => panic!(
+                "expected a handler frame, the server answered itself: {}",
+                show(r)
+            ),
+        }
+    }
+}
+
+/// Everything one server did with one case.
+#[derive(Debug, Clone)]
+pub struct CaseRun {
+    pub outcomes: Vec<Outcome>,
+    /// The response the client read for each forwarded request.
+    pub responses: Vec<Vec<u8>>,
+    /// The connection id of the frames (if any were forwarded).
+    pub id: Option<u64>,
+    /// The notice after the client closed (if a frame was forwarded).
+    pub disconnect: Option<Vec<u8>>,
+    /// The notice answering a reply to the closed connection's id.
+    pub dead_reply: Option<Vec<u8>>,
+}
+
+/// Everything one server did in a run.
+#[derive(Debug, Clone)]
+pub struct ServerRun {
+    /// Per route (in [`Route::ALL`] order): the answer to the reply to
+    /// [`PING_ID`], sent before any client connected.
+    pub pings: Vec<Vec<u8>>,
+    pub cases: Vec<CaseRun>,
+}
+
+/// The small response every forwarded request is answered with.
+pub const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// Runs every case against the server on `addr`: captures the handler
+/// frames, answers them with [`REPLY`], closes the client, records the
+/// disconnect notice, replies to the dead id and records that notice too.
+pub fn exercise(site: &Site, addr: SocketAddr, cases: &[Case]) -> ServerRun {
+    let captures: Vec<Capture> = Route::ALL
+        .iter()
+        .map(|&r| Capture::connect(site, r))
+        .collect();
+    let capture = |route: Route| &captures[Route::ALL.iter().position(|&r| r == route).unwrap()];
+    let pings = captures.iter().map(Capture::ping).collect();
+    let cases = cases
+        .iter()
+        .map(|case| run_case(capture(case.route), addr, case))
+        .collect();
+    ServerRun { pings, cases }
+}
+
+fn run_case(capture: &Capture, addr: SocketAddr, case: &Case) -> CaseRun {
+    let mut client = Client::connect(addr);
+    let mut run = CaseRun {
+        outcomes: Vec::new(),
+        responses: Vec::new(),
+        id: None,
+        disconnect: None,
+        dead_reply: None,
+    };
+    for request in &case.requests {
+        client.send(request);
+        let outcome = frame_or_response(capture, &mut client, case.name);
+        let Outcome::Frame(frame) = &outcome else {
+            run.outcomes.push(outcome);
+            return run;
+        };
+        let id = frame_id(frame).unwrap_or_else(|| {
+            panic!("{}: frame without a decimal id: {}", case.name, show(frame))
+        });
+        run.id.get_or_insert(id);
+        capture.reply(id, REPLY);
+        run.outcomes.push(outcome);
+        run.responses.push(client.read_response());
+    }
+    drop(client);
+    let Some(id) = run.id else { return run };
+    run.disconnect = Some(capture.recv(&format!("{}: disconnect notice", case.name)));
+    capture.reply(id, b"too late");
+    run.dead_reply = Some(capture.recv(&format!("{}: answer to a dead id", case.name)));
+    run
+}
+
+/// Waits for either the handler frame or the server's own answer.
+fn frame_or_response(capture: &Capture, client: &mut Client, what: &str) -> Outcome {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        if capture.pull.poll(zmq::POLLIN, 10).unwrap() > 0 {
+            return Outcome::Frame(capture.pull.recv_bytes(0).unwrap());
+        }
+        client.stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let peeked = client.stream.peek(&mut byte);
+        client.stream.set_nonblocking(false).unwrap();
+        match peeked {
+            Ok(_) => return Outcome::Refused(client.read_response()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Outcome::Refused(format!("<{e}>").into_bytes()),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: neither a handler frame nor a response within {IO_TIMEOUT:?}"
+        );
+    }
+}
+
+/// The id field of a frame, if it is a plain decimal number.
+pub fn frame_id(frame: &[u8]) -> Option<u64> {
+    let id = frame.split(|&b| b == b' ').nth(1)?;
+    if id.is_empty() || !id.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(id).ok()?.parse().ok()
+}
