@@ -179,16 +179,19 @@ enum Refusal {
     Io { path: PathBuf, source: io::Error },
 }
 
+/// A regular file the lookup opened.
+struct FoundFile {
+    file: File,
+    meta: Metadata,
+    path: PathBuf,
+    content: Option<Bytes>,
+}
+
 /// What the filesystem lookup found.
 enum Found {
     /// A regular file, open, with its metadata and canonical path (and its
     /// contents when small enough to keep in the cache).
-    File {
-        file: File,
-        meta: Metadata,
-        path: PathBuf,
-        content: Option<Bytes>,
-    },
+    File(Box<FoundFile>),
     /// A directory asked for without the trailing `/`.
     Directory,
 }
@@ -277,12 +280,15 @@ pub async fn respond_with(
         }
     };
     let entry = match found {
-        Found::File {
-            file,
-            meta,
-            path,
-            content,
-        } => CachedFile::new(file, &meta, path, name, content, cache.now_ms()),
+        Found::File(found) => {
+            let FoundFile {
+                file,
+                meta,
+                path,
+                content,
+            } = *found;
+            CachedFile::new(file, &meta, path, name, content, cache.now_ms())
+        }
         Found::Directory => return redirect(req, head_only),
     };
     let entry = cache.insert(dir, rest_raw, req.path.ends_with(b"/"), entry);
@@ -333,12 +339,12 @@ impl Lookup {
         } else {
             None
         };
-        Ok(Found::File {
+        Ok(Found::File(Box::new(FoundFile {
             file,
             meta,
             path,
             content,
-        })
+        })))
     }
 }
 
