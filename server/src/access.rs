@@ -3,34 +3,59 @@
 //! `[host, remote_ip, remote_port, unix_time, method, path, version, status, size]`.
 //!
 //! Owns the log file and a writer thread. Connection tasks encode their
-//! line (a few hundred bytes, no I/O) and hand it over through a channel;
-//! the thread writes through a buffer and flushes whenever it has nothing
-//! else to do, so a burst costs one write per buffer, not one per request.
-//! Does not own what is logged (the connection task decides) or the error
-//! log (tracing).
+//! line (a few hundred bytes, no I/O) and append it to a shared buffer under
+//! a short lock; the writer thread wakes every [`FLUSH_EVERY`] (or when the
+//! buffer passes [`FLUSH_BYTES`]) and writes the whole buffer at once, so a
+//! request costs no wake-up and no syscall of its own. Does not own what is
+//! logged (the connection task decides) or the error log (tracing).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kennel_handler::tnetstring::{
     begin_container, end_container, write_integer, write_string, Container,
 };
 
-/// Lines queued for the writer before new ones are dropped (and counted):
-/// a full disk or a stalled filesystem must never stall request handling.
-const QUEUE_LINES: usize = 65_536;
+/// How long lines may wait in memory before they are written. Default
+/// 100 ms: a crash loses at most that much of the log.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// How long the writer holds buffered lines while requests keep coming.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Buffered bytes that wake the writer early. Default 256 KiB.
+pub const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Buffered bytes past which new lines are dropped (and counted): a full
+/// disk or a stalled filesystem must never stall request handling or
+/// exhaust memory. Default 16 MiB.
+pub const MAX_BUFFERED: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Default)]
+struct Shared {
+    buf: Mutex<Vec<u8>>,
+    wake: Condvar,
+    closed: AtomicBool,
+    dropped: AtomicU64,
+}
+
+/// Closes the log when the last handle goes.
+#[derive(Debug)]
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
 
 /// A handle to the access log; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AccessLog {
-    lines: SyncSender<Vec<u8>>,
+    handle: Arc<Handle>,
 }
 
 impl AccessLog {
@@ -40,12 +65,15 @@ impl AccessLog {
             std::fs::create_dir_all(parent)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let (lines, receiver) = mpsc::sync_channel(QUEUE_LINES);
+        let shared = Arc::new(Shared::default());
+        let writer = Arc::clone(&shared);
         let path = path.to_owned();
         std::thread::Builder::new()
             .name("kennel-access-log".into())
-            .spawn(move || write_lines(file, path, receiver))?;
-        Ok(AccessLog { lines })
+            .spawn(move || write_lines(file, path, writer))?;
+        Ok(AccessLog {
+            handle: Arc::new(Handle(shared)),
+        })
     }
 
     /// Records one request.
@@ -60,9 +88,17 @@ impl AccessLog {
         status: u16,
         size: usize,
     ) {
-        let mut line = Vec::with_capacity(96 + host.len() + path.len());
+        let shared = &self.handle.0;
+        let mut buf = shared.buf.lock().unwrap_or_else(|e| e.into_inner());
+        if buf.len() > MAX_BUFFERED {
+            drop(buf);
+            if shared.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!("access log writer is behind; dropping lines");
+            }
+            return;
+        }
         encode_line(
-            &mut line,
+            &mut buf,
             host,
             peer,
             unix_time(),
@@ -72,11 +108,10 @@ impl AccessLog {
             status,
             size,
         );
-        match self.lines.try_send(line) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!("access log writer is behind; a line was dropped");
-            }
+        let full = buf.len() >= FLUSH_BYTES;
+        drop(buf);
+        if full {
+            shared.wake.notify_one();
         }
     }
 }
@@ -103,7 +138,13 @@ pub fn encode_line(
     let host = host.split(|&b| b == b':').next().unwrap_or(b"");
     let list = begin_container(out);
     write_string(out, host);
-    write_string(out, peer.ip().to_string().as_bytes());
+    let mut ip = [0u8; 64];
+    let ip_len = {
+        let mut cursor = std::io::Cursor::new(&mut ip[..]);
+        let _ = write!(cursor, "{}", peer.ip());
+        cursor.position() as usize
+    };
+    write_string(out, &ip[..ip_len]);
     write_integer(out, i64::from(peer.port()));
     write_integer(out, time as i64);
     write_string(out, method);
@@ -115,33 +156,40 @@ pub fn encode_line(
     out.push(b'\n');
 }
 
-fn write_lines(file: File, path: PathBuf, receiver: Receiver<Vec<u8>>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, file);
+fn write_lines(mut file: File, path: PathBuf, shared: Arc<Shared>) {
+    let mut spare = Vec::new();
     let mut failed = false;
     loop {
-        let line = match receiver.recv_timeout(FLUSH_EVERY) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = out.flush();
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
+        let closed = {
+            let buf = shared.buf.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut buf, _) = shared
+                .wake
+                .wait_timeout_while(buf, FLUSH_EVERY, |b| {
+                    b.len() < FLUSH_BYTES && !shared.closed.load(Ordering::Acquire)
+                })
+                .unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *buf, &mut spare);
+            shared.closed.load(Ordering::Acquire)
         };
-        let mut result = out.write_all(&line);
-        while let Ok(more) = receiver.try_recv() {
-            result = result.and_then(|()| out.write_all(&more));
-        }
-        result = result.and_then(|()| out.flush());
-        match (result, failed) {
-            (Err(e), false) => {
-                tracing::error!(file = %path.display(), error = %e, "writing the access log failed");
-                failed = true;
+        if !spare.is_empty() {
+            match (file.write_all(&spare), failed) {
+                (Err(e), false) => {
+                    tracing::error!(file = %path.display(), error = %e, "writing the access log failed");
+                    failed = true;
+                }
+                (Ok(()), true) => failed = false,
+                _ => {}
             }
-            (Ok(()), true) => failed = false,
-            _ => {}
+            spare.clear();
+        }
+        if closed {
+            // One last look: lines added between the swap and the close.
+            let mut buf = shared.buf.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = file.write_all(&buf);
+            buf.clear();
+            return;
         }
     }
-    let _ = out.flush();
 }
 
 #[cfg(test)]

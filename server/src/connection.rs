@@ -441,8 +441,13 @@ impl Connection {
             if_range: head.header("if-range"),
             close,
         };
-        let response =
-            dir::respond(&ctx.snapshot.dirs[index], &ctx.snapshot.mimetypes, &request).await;
+        let response = dir::respond_with(
+            &ctx.files,
+            &ctx.snapshot.dirs[index],
+            &ctx.snapshot.mimetypes,
+            &request,
+        )
+        .await;
         let status = response.status;
         let size = response.body.len();
         dir::send(response, &mut self.stream).await?;

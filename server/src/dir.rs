@@ -1886,3 +1886,44 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn dir(base: &Path, ttl: u64) -> Dir {
+        Dir {
+            id: 1,
+            base: format!("{}/", base.display()),
+            index_file: "index.html".into(),
+            default_ctype: "text/plain".into(),
+            cache_ttl: ttl,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_request_is_served_from_the_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a.txt"), "aaa").unwrap();
+        let cache = FileCache::new();
+        let dir = dir(tmp.path(), 0);
+        let mimetypes = MimeTypes::new();
+        let req = DirRequest {
+            method: b"GET",
+            path: b"/a.txt",
+            prefix: "/",
+            ..DirRequest::default()
+        };
+        let first = respond_with(&cache, &dir, &mimetypes, &req).await;
+        assert_eq!(first.status, 200);
+        let entry = cache
+            .get(&dir, b"a.txt", false)
+            .expect("cached and unchanged");
+        assert_eq!(entry.content.as_deref(), Some(&b"aaa"[..]));
+        let second = respond_with(&cache, &dir, &mimetypes, &req).await;
+        assert!(matches!(second.body, Body::Bytes(ref b) if b == "aaa"));
+        // Same entry object: no new lookup happened.
+        let again = cache.get(&dir, b"a.txt", false).unwrap();
+        assert!(Arc::ptr_eq(&entry, &again));
+    }
+}
