@@ -206,7 +206,10 @@ mod tests {
 
     #[test]
     fn statuses_without_a_body_end_with_the_head() {
-        check_splits(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n", 304);
+        check_splits(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n",
+            304,
+        );
         check_splits(b"HTTP/1.1 204 No Content\r\n\r\n", 204);
         check_splits(b"HTTP/1.1 100 Continue\r\n\r\n", 100);
     }

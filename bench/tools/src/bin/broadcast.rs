@@ -157,13 +157,8 @@ fn main() -> anyhow::Result<()> {
             .flat_map(|r| body(r, args.body_bytes))
             .collect(),
     );
-    let request = Arc::new(
-        format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
-            args.path, args.host
-        )
-        .into_bytes(),
-    );
+    let request =
+        Arc::new(format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", args.path, args.host).into_bytes());
 
     let opening = {
         let progress = progress.clone();
@@ -272,7 +267,10 @@ async fn wait_round(progress: &Progress, round: usize, deadline: Instant) -> Opt
             return None;
         }
         let wake = progress.wake.notified();
-        if tokio::time::timeout_at(deadline.into(), wake).await.is_err() {
+        if tokio::time::timeout_at(deadline.into(), wake)
+            .await
+            .is_err()
+        {
             return None;
         }
     }
