@@ -16,6 +16,7 @@ use kennel_bench_tools::{escape, response, rlimit};
 use nix::sys::socket::MsgFlags;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Open N connections, optionally make one request on each, hold them.
 #[derive(Parser, Debug)]
@@ -80,6 +81,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args, request: Option<Arc<Vec<u8>>>) -> anyhow::Result<()> {
+    // Listen for signals before anything is printed, so that a script that
+    // sends SIGTERM as soon as it reads `opened` is always heard.
+    let signals = Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+    };
     let addr = connect::resolve(&args.addr).await?;
     let opened = connect::open_all(
         addr,
@@ -105,7 +112,12 @@ async fn run(args: Args, request: Option<Arc<Vec<u8>>>) -> anyhow::Result<()> {
     }
     println!("opened {} failed {}", opened.ok.len(), opened.failed);
 
-    let reason = hold(Duration::from_secs(args.hold_secs), args.exit_on_stdin_eof).await?;
+    let reason = hold(
+        Duration::from_secs(args.hold_secs),
+        signals,
+        args.exit_on_stdin_eof,
+    )
+    .await;
     let closed = opened
         .ok
         .iter()
@@ -131,12 +143,15 @@ async fn exchange(
     Ok((stream, Some(status)))
 }
 
+/// The signals that end the hold.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
 /// Waits for the hold time, SIGTERM, SIGINT or (when asked) the end of
 /// standard input; says which.
-async fn hold(time: Duration, stdin_eof: bool) -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+async fn hold(time: Duration, mut signals: Signals, stdin_eof: bool) -> &'static str {
     let stdin_closed = async {
         if !stdin_eof {
             return std::future::pending().await;
@@ -149,12 +164,12 @@ async fn hold(time: Duration, stdin_eof: bool) -> anyhow::Result<&'static str> {
         });
         let _ = rx.await;
     };
-    Ok(tokio::select! {
+    tokio::select! {
         _ = tokio::time::sleep(time) => "hold time",
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+        _ = signals.term.recv() => "SIGTERM",
+        _ = signals.int.recv() => "SIGINT",
         _ = stdin_closed => "end of stdin",
-    })
+    }
 }
 
 /// Whether the server has closed (or reset) the connection, without
