@@ -1,0 +1,314 @@
+//! `broadcast`: plays the handler for one route, connects many clients to
+//! it, and times how long one reply addressed to all of them (Mongrel2's
+//! multi-id reply) takes until every client has received the whole body.
+//! Works against Kennel and Mongrel2 alike (same wire protocol). Output
+//! format: `bench/TOOLS.md`.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use kennel_bench_tools::connect::{self, DEFAULT_IN_FLIGHT};
+use kennel_bench_tools::rlimit;
+use kennel_handler::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// The shortest body: room for the round marker (`round 0000 `) and a
+/// newline.
+const MIN_BODY_BYTES: usize = 16;
+
+/// How long the handler waits for one request before checking on the
+/// clients again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Time one multi-id reply to many clients.
+#[derive(Parser, Debug)]
+#[command(name = "broadcast", version)]
+struct Args {
+    /// The server, HOST:PORT.
+    #[arg(long)]
+    addr: String,
+    /// How many clients.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// The path the clients GET; its route must lead to the handler whose
+    /// sockets are --send-spec and --recv-spec.
+    #[arg(long)]
+    path: String,
+    /// The Host header the clients send.
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// The handler's send_spec (the server's PUSH socket; we PULL).
+    #[arg(long)]
+    send_spec: String,
+    /// The handler's recv_spec (the server's SUB socket; we publish).
+    #[arg(long)]
+    recv_spec: String,
+    /// Connection ids per reply frame (at most the server's
+    /// `limits.handler_targets`, default 128).
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// How many timed broadcasts.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Bytes in each broadcast body (at least 16).
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+    /// Source IP addresses to bind to, comma-separated, used in turn.
+    #[arg(long, default_value = "", value_parser = parse_sources)]
+    sources: Sources,
+    /// Connects in flight at once.
+    #[arg(long, default_value_t = DEFAULT_IN_FLIGHT)]
+    in_flight: usize,
+    /// Give up when the clients' requests, or one round, take longer.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Sources(Vec<IpAddr>);
+
+fn parse_sources(text: &str) -> Result<Sources, String> {
+    connect::parse_sources(text)
+        .map(Sources)
+        .map_err(|e| format!("{e} (expected e.g. 127.0.0.2,127.0.0.3)"))
+}
+
+/// What the clients have received, shared with the handler side.
+struct Progress {
+    /// Clients that have the whole body of round `r`.
+    done: Vec<AtomicUsize>,
+    /// When the last client completed round `r`.
+    finished_at: Mutex<Vec<Option<Instant>>>,
+    /// Clients that failed, and the first failure.
+    failed: AtomicUsize,
+    first_error: Mutex<Option<String>>,
+    /// Woken when a round completes or a client fails.
+    wake: Notify,
+    clients: usize,
+}
+
+impl Progress {
+    fn round_done(&self, round: usize) {
+        if self.done[round].fetch_add(1, Ordering::AcqRel) + 1 == self.clients {
+            self.finished_at.lock().unwrap()[round] = Some(Instant::now());
+            self.wake.notify_one();
+        }
+    }
+
+    fn fail(&self, error: String) {
+        self.first_error.lock().unwrap().get_or_insert(error);
+        self.failed.fetch_add(1, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    fn first_error(&self) -> String {
+        self.first_error.lock().unwrap().clone().unwrap_or_default()
+    }
+}
+
+/// The body of round `r`: `round NNNN ` padded with `.` to `len` bytes,
+/// the last being a newline.
+fn body(round: usize, len: usize) -> Vec<u8> {
+    let mut body = format!("round {round:04} ").into_bytes();
+    body.resize(len - 1, b'.');
+    body.push(b'\n');
+    body
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.body_bytes < MIN_BODY_BYTES {
+        bail!("--body-bytes must be at least {MIN_BODY_BYTES}");
+    }
+    if args.count == 0 || args.rounds == 0 {
+        bail!("--count and --rounds must be at least 1");
+    }
+    if let Err(e) = rlimit::raise_nofile_limit() {
+        eprintln!("broadcast: warning: cannot raise the open-file limit: {e}");
+    }
+    let mut handler = Connection::connect(&args.send_spec, &args.recv_spec)
+        .context("connecting the handler sockets")?;
+    handler.set_max_targets(args.batch);
+
+    // One worker thread for the clients; this thread is the handler.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let addr = runtime.block_on(connect::resolve(&args.addr))?;
+    let progress = Arc::new(Progress {
+        done: (0..args.rounds).map(|_| AtomicUsize::new(0)).collect(),
+        finished_at: Mutex::new(vec![None; args.rounds]),
+        failed: AtomicUsize::new(0),
+        first_error: Mutex::new(None),
+        wake: Notify::new(),
+        clients: args.count,
+    });
+    let expected: Arc<Vec<u8>> = Arc::new(
+        (0..args.rounds)
+            .flat_map(|r| body(r, args.body_bytes))
+            .collect(),
+    );
+    let request =
+        Arc::new(format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", args.path, args.host).into_bytes());
+
+    let opening = {
+        let progress = progress.clone();
+        let sources = args.sources.0.clone();
+        let body_bytes = args.body_bytes;
+        runtime.spawn(async move {
+            connect::open_all(
+                addr,
+                &sources,
+                progress.clients,
+                args.in_flight,
+                move |_, stream| {
+                    let request = request.clone();
+                    let progress = progress.clone();
+                    let expected = expected.clone();
+                    async move {
+                        let mut stream = stream;
+                        stream.write_all(&request).await?;
+                        tokio::spawn(client(stream, expected, body_bytes, progress));
+                        Ok(())
+                    }
+                },
+            )
+            .await
+        })
+    };
+
+    // Collect the connection ids from the requests as they arrive.
+    let deadline = Instant::now() + timeout;
+    let mut uuid = None;
+    let mut seen = HashSet::with_capacity(args.count);
+    let mut ids = Vec::with_capacity(args.count);
+    let mut opening = Some(opening);
+    while ids.len() < args.count {
+        if let Some(req) = handler.recv_timeout(POLL)? {
+            if req.is_disconnect() {
+                bail!("connection {} closed before the broadcast", req.conn_id());
+            }
+            uuid.get_or_insert_with(|| req.sender().to_owned());
+            if seen.insert(req.conn_id()) {
+                ids.push(req.conn_id());
+            }
+            continue;
+        }
+        if opening.as_ref().is_some_and(|o| o.is_finished()) {
+            let opened = runtime.block_on(opening.take().unwrap())?;
+            if opened.failed > 0 {
+                bail!(
+                    "{} of {} connections failed; first: {}",
+                    opened.failed,
+                    args.count,
+                    opened.first_error.unwrap_or_default()
+                );
+            }
+        }
+        if progress.failed.load(Ordering::Acquire) > 0 {
+            bail!("a client failed: {}", progress.first_error());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} requests reached the handler within {timeout:?}",
+                ids.len(),
+                args.count
+            );
+        }
+    }
+    let uuid = uuid.unwrap_or_default();
+    println!("connected {}", ids.len());
+
+    let mut elapsed = Vec::with_capacity(args.rounds);
+    for round in 0..args.rounds {
+        let start = Instant::now();
+        handler.deliver(&uuid, &ids, &body(round, args.body_bytes))?;
+        let finished = runtime.block_on(wait_round(&progress, round, start + timeout));
+        let Some(finished) = finished else {
+            bail!(
+                "round {round}: {} of {} clients had the body after {timeout:?}; {} failed{}",
+                progress.done[round].load(Ordering::Acquire),
+                args.count,
+                progress.failed.load(Ordering::Acquire),
+                match progress.first_error() {
+                    e if e.is_empty() => String::new(),
+                    e => format!(", first: {e}"),
+                }
+            );
+        };
+        let us = finished.saturating_duration_since(start).as_micros();
+        println!("elapsed_us {us}");
+        elapsed.push(us);
+    }
+    elapsed.sort_unstable();
+    println!("median_us {}", elapsed[elapsed.len() / 2]);
+    // Do not wait for the client tasks (they read until the server closes).
+    runtime.shutdown_background();
+    Ok(())
+}
+
+/// Waits until every client has round `round`, a client fails, or the
+/// deadline; the completion time, if complete.
+async fn wait_round(progress: &Progress, round: usize, deadline: Instant) -> Option<Instant> {
+    loop {
+        if progress.done[round].load(Ordering::Acquire) >= progress.clients {
+            return progress.finished_at.lock().unwrap()[round];
+        }
+        if progress.failed.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let wake = progress.wake.notified();
+        if tokio::time::timeout_at(deadline.into(), wake)
+            .await
+            .is_err()
+        {
+            return None;
+        }
+    }
+}
+
+/// One client: reads the broadcast bodies, checking every byte against the
+/// expected stream and counting each round it completes; then keeps reading
+/// so that anything extra is noticed.
+async fn client(
+    mut stream: TcpStream,
+    expected: Arc<Vec<u8>>,
+    body_bytes: usize,
+    progress: Arc<Progress>,
+) {
+    let mut buf = vec![0u8; 4096];
+    let mut at = 0;
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) if at == expected.len() => return,
+            Ok(0) => {
+                return progress.fail(format!(
+                    "the server closed a connection after {at} of {} bytes",
+                    expected.len()
+                ))
+            }
+            Ok(n) => n,
+            Err(e) => return progress.fail(format!("read: {e}")),
+        };
+        if expected.get(at..at + n) != Some(&buf[..n]) {
+            return progress.fail(format!(
+                "unexpected bytes at offset {at}: {:?}",
+                String::from_utf8_lossy(&buf[..n.min(80)])
+            ));
+        }
+        let before = at / body_bytes;
+        at += n;
+        for round in before..at / body_bytes {
+            progress.round_done(round);
+        }
+    }
+}
