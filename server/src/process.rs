@@ -116,20 +116,41 @@ pub fn serve(db: &Path, selector: &ServerSelector, mode: Mode) -> Result<(), Pro
     // Before binding, so a second copy of a running server says why.
     check_pid_file(&snapshot)?;
     let listener = listen(&snapshot)?;
-    enter_chroot(&snapshot)?;
     let daemonize = match mode {
         Mode::Foreground => false,
         Mode::Mongrel2 { foreground } => !foreground && snapshot.settings.server_daemonize,
     };
-    if daemonize {
+    // Opened before any chroot, which usually has no /dev.
+    let dev_null = if daemonize {
+        Some(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| ProcessError::Chroot {
+                    server: server_id,
+                    reason: format!("cannot open /dev/null to daemonize: {e}"),
+                })?,
+        )
+    } else {
+        None
+    };
+    enter_chroot(&snapshot)?;
+    if let Some(dev_null) = &dev_null {
         // Before any thread exists: the runtime and ZeroMQ start later.
-        nix::unistd::daemon(true, false).map_err(|e| ProcessError::Chroot {
+        let daemonized = nix::unistd::daemon(true, true).and_then(|()| {
+            nix::unistd::dup2_stdin(dev_null)?;
+            nix::unistd::dup2_stdout(dev_null)?;
+            nix::unistd::dup2_stderr(dev_null)
+        });
+        daemonized.map_err(|e| ProcessError::Chroot {
             server: server_id,
             reason: format!("cannot daemonize: {e}"),
         })?;
     }
-    let pid_file = write_pid_file(&snapshot)?;
     init_logging(&snapshot, daemonize)?;
+    // From here on a daemon has no terminal: errors go to the error log too.
+    let pid_file = write_pid_file(&snapshot).inspect_err(|e| error!(error = %e, "cannot start"))?;
     let result = run_runtime(snapshot, listener);
     if let Some(path) = pid_file {
         let _ = std::fs::remove_file(path);
