@@ -1,5 +1,7 @@
 //! The `kennel` command line: config management commands (this module) on
-//! top of [`crate::config`] and [`crate::routing`].
+//! top of [`crate::config`] and [`crate::routing`], and the two ways to
+//! serve (`kennel serve` and Mongrel2's `kennel CONFIG.sqlite SERVER_UUID`),
+//! which hand over to [`crate::process::serve`].
 //!
 //! Owns argument parsing (clap), the text the commands print and their exit
 //! codes. `main.rs` only calls [`main`]. Output goes to a writer the caller

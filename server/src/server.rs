@@ -5,7 +5,7 @@
 //! arguments, so tests run the real server on `127.0.0.1:0` and stop it
 //! when they like. On shutdown it stops accepting, lets connections finish
 //! for up to `kennel.shutdown_grace_ms`, then stops the bridge. Does not
-//! own processes, signals or logging setup (see `cli`/`main`).
+//! own the process, signals or logging setup (see [`crate::process`]).
 
 use std::sync::Arc;
 use std::time::Duration;
