@@ -338,11 +338,14 @@ impl Worker {
         Ok((wake, readable, writable))
     }
 
+    /// Milliseconds until the earliest held item's deadline (-1: none).
+    /// Every item counts, not just each queue's front: a disconnect notice
+    /// waits 5 s while a request behind it may have a 300 ms wait.
     fn poll_timeout(&self) -> i64 {
         let now = Instant::now();
         self.links
             .iter()
-            .filter_map(|l| l.pending.front())
+            .flat_map(|l| l.pending.iter())
             .map(|p| p.deadline.saturating_duration_since(now).as_millis() as i64 + 1)
             .min()
             .unwrap_or(-1)
@@ -431,8 +434,8 @@ impl Worker {
     fn expire_pending(&mut self) {
         let now = Instant::now();
         for link in &mut self.links {
-            // Deadlines are increasing within a link only if waits are equal;
-            // scan all (held queues are short-lived and small).
+            // Waits differ (requests, notices), so deadlines are not in
+            // queue order: scan all (held queues are short-lived and small).
             let mut kept = VecDeque::with_capacity(link.pending.len());
             for p in link.pending.drain(..) {
                 if p.deadline <= now {

@@ -323,3 +323,24 @@ fn a_client_that_does_not_read_is_dropped_without_stalling_others() {
     assert!(text(&fast.read_response()).ends_with("fast"));
     server.stop();
 }
+
+#[test]
+fn every_request_gets_its_503_on_time_even_behind_held_notices() {
+    let server = TestServer::start();
+    // Held disconnect notices (5 s wait each) must not delay the 503s of the
+    // requests behind them (300 ms wait).
+    for round in 0..3 {
+        let mut client = server.client();
+        let start = Instant::now();
+        client.send(b"GET /handler/nobody HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let response = text(&client.read_response());
+        assert!(
+            response.starts_with("HTTP/1.1 503 "),
+            "round {round}: {response}"
+        );
+        let waited = start.elapsed();
+        assert!(waited < Duration::from_secs(2), "round {round}: {waited:?}");
+        drop(client); // queues a disconnect notice for the absent handler
+    }
+    server.stop();
+}
