@@ -396,14 +396,11 @@ idle() {
     local args=(--addr "127.0.0.1:${http_port[$s]}" --count "$count" --hold-secs 3600)
     [[ -n $sources ]] && args+=(--sources "$sources")
     [[ -n $idle_request ]] && args+=(--request "$idle_request")
-    local before after tool opened _
+    local before after tool opened failed _
     before=$(rss_kib "$server_pid")
-    # The tool holds its connections until its stdin closes: give it a FIFO
-    # this shell keeps open, so it holds until it is stopped.
-    rm -f "$work/hold.fifo"
-    mkfifo "$work/hold.fifo"
-    exec {hold_fd}<>"$work/hold.fifo"
-    taskset -c "$cpu_load" "$idle_tool" "${args[@]}" <&"$hold_fd" >"$out" 2>&1 &
+    # The tool holds its connections for --hold-secs or until SIGTERM,
+    # which it gets once the server's memory has been read.
+    taskset -c "$cpu_load" "$idle_tool" "${args[@]}" </dev/null >"$out" 2>&1 &
     tool=$!
     started+=("$tool")
     for _ in $(seq $((idle_open_timeout_s * 10))); do
@@ -411,21 +408,23 @@ idle() {
         kill -0 "$tool" 2>/dev/null || break
         sleep 0.1
     done
-    opened=$(awk '/^opened/ { print $2; exit }' "$out")
+    # "opened N failed M", after "first_error ..." and "statuses S:N ...".
+    read -r opened failed <<<"$(awk '$1 == "opened" { print $2, $4; exit }' "$out")"
     if [[ -n $opened ]] && ((opened > 0)); then
         # Let the server finish what the last connections started.
         sleep 1
         after=$(rss_kib "$server_pid")
         record "$key.kib" "$s" "$(awk -v a="$after" -v b="$before" -v n="$opened" \
             'BEGIN { printf "%.2f", (a - b) / n }')"
-        ((opened < count)) && remark "$key" "$s" "run $rep: only $opened of $count connections opened: $(grep -m1 '^opened' "$out")"
+        ((${failed:-0} > 0)) &&
+            remark "$key" "$s" "run $rep: $failed of $count connections failed ($(grep -m1 '^first_error' "$out"))"
+        grep -q '^statuses' "$out" && ! grep -q '^statuses 200:[0-9]*$' "$out" &&
+            remark "$key" "$s" "run $rep: not every response was 200 ($(grep -m1 '^statuses' "$out"))"
     else
         remark "$key" "$s" "run $rep: idle-conns opened nothing: $(tail -n 1 "$out")"
     fi
     stop_pid "$tool"
     forget_pid "$tool"
-    exec {hold_fd}>&-
-    rm -f "$work/hold.fifo"
     return 0
 }
 
@@ -545,6 +544,13 @@ if wants_scenario h; then
         stop_server
     done
 fi
+
+# The comparison is only fair if all three did the same work: say so when
+# a server wrote no access log.
+for s in $servers; do
+    [[ -s $work/$s/logs/access.log ]] ||
+        remark access-log "$s" "no access log lines in bench/work/$s/logs/access.log"
+done
 
 elapsed=$(($(date +%s) - started_at))
 log "measurements done in ${elapsed}s; building the table"

@@ -2,8 +2,9 @@
 //!
 //! Owns what the benchmark's handler answers, and nothing else: every
 //! request gets the same fixed response ([`RESPONSE`], `hello world\n` with
-//! a `Content-Length`), followed by the empty reply that closes the
-//! connection when the request asks to close ([`Request::should_close`]:
+//! a `Content-Length`); a request that asks to close gets the same saying
+//! `Connection: close` ([`RESPONSE_CLOSE`]), followed by the empty reply
+//! that closes the connection ([`Request::should_close`]:
 //! `Connection: close` or HTTP/1.0). That is Mongrel2's convention, which
 //! Kennel honours too: neither server closes a handler-served connection on
 //! its own. The handler is written to cost as little as possible per request
@@ -29,6 +30,12 @@ use kennel_handler::{Connection, Request};
 /// hello-world scenario, with the least framing HTTP/1.1 needs.
 pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world\n";
 
+/// What a request that asks to close gets: [`RESPONSE`] saying
+/// `Connection: close` (RFC 9112 §9.6), so that a client such as `wrk`
+/// expects the close instead of counting it as a read error.
+pub const RESPONSE_CLOSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 12\r\n\r\nhello world\n";
+
 /// Requests to this path are never answered (broadcast listeners).
 pub const LISTEN_PATH: &[u8] = b"/bench/listen";
 
@@ -47,7 +54,8 @@ struct Args {
 /// What the handler does with one message from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
-    /// Send [`RESPONSE`]; then, if `close`, the empty reply that closes.
+    /// Send [`RESPONSE`]; or, if `close`, [`RESPONSE_CLOSE`] and then the
+    /// empty reply that closes.
     Answer {
         /// The request asked for the connection to close.
         close: bool,
@@ -88,9 +96,11 @@ fn main() -> anyhow::Result<()> {
         match decide(&req) {
             Action::Ignore => {}
             Action::Answer { close } => {
-                conn.reply(&req, RESPONSE).context("replying")?;
                 if close {
+                    conn.reply(&req, RESPONSE_CLOSE).context("replying")?;
                     conn.close(&req).context("closing")?;
+                } else {
+                    conn.reply(&req, RESPONSE).context("replying")?;
                 }
             }
         }
@@ -120,12 +130,15 @@ mod tests {
     }
 
     #[test]
-    fn the_response_is_12_bytes_of_hello_world() {
-        let text = std::str::from_utf8(RESPONSE).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert_eq!(body, "hello world\n");
-        assert!(head.contains(&format!("Content-Length: {}", body.len())));
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+    fn the_responses_are_12_bytes_of_hello_world() {
+        for (bytes, closes) in [(RESPONSE, false), (RESPONSE_CLOSE, true)] {
+            let text = std::str::from_utf8(bytes).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert_eq!(body, "hello world\n");
+            assert!(head.contains(&format!("Content-Length: {}", body.len())));
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+            assert_eq!(head.contains("\r\nConnection: close"), closes);
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@ const HANDSHAKE_IDS: u64 = 1_000_000;
 const WAIT: Duration = Duration::from_secs(20);
 
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world\n";
+const RESPONSE_CLOSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 12\r\n\r\nhello world\n";
 
 /// Kills the handler (by its PID) when the test ends.
 struct ChildGuard(Child);
@@ -152,13 +154,13 @@ fn keep_alive_request_gets_only_the_response() {
 }
 
 #[test]
-fn connection_close_gets_the_response_then_the_empty_close_reply() {
+fn connection_close_gets_the_closing_response_then_the_empty_close_reply() {
     let server = FakeServer::start();
     server.send(9, "/bench/hello", "HTTP/1.1", &[(b"Connection", b"close")]);
-    assert_bytes(&server.recv(), &frame(9, RESPONSE));
+    assert_bytes(&server.recv(), &frame(9, RESPONSE_CLOSE));
     assert_bytes(&server.recv(), &frame(9, b""));
     server.send(10, "/bench/hello", "HTTP/1.0", &[]);
-    assert_bytes(&server.recv(), &frame(10, RESPONSE));
+    assert_bytes(&server.recv(), &frame(10, RESPONSE_CLOSE));
     assert_bytes(&server.recv(), &frame(10, b""));
 }
 
