@@ -177,6 +177,7 @@ forget_pid() {
     done
     started=("${keep[@]}")
 }
+# shellcheck disable=SC2317 # called by the EXIT trap
 stop_all() {
     local pid
     for pid in "${started[@]}"; do
@@ -187,6 +188,15 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# port_in_use PORT: something on 127.0.0.1 accepts connections there.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+busy=()
+for port in "${http_port[@]}" $(seq $((port_base + 10)) $((port_base + 15))); do
+    port_in_use "$port" && busy+=("$port")
+done
+((${#busy[@]} == 0)) ||
+    die "ports in use on 127.0.0.1: ${busy[*]} (stop what holds them, or set BENCH_PORT_BASE)"
 
 # ---------------------------------------------------------------- the site
 log "generating the static tree and configs in $work"
@@ -271,6 +281,11 @@ start_handler() {
 # until a static file and, for handler servers, /bench/hello answer.
 start_server() {
     local name=$1 dir=$work/$1 port=${http_port[$1]}
+    # Whatever answers must be the server started here, not a leftover.
+    if port_in_use "$port"; then
+        note "port $port is still in use; not starting $name"
+        return 1
+    fi
     rm -f "$dir/run/"*.pid
     case $name in
         kennel)
@@ -501,10 +516,10 @@ if wants_scenario f; then
         if wants_server kennel; then
             # One loopback source address gives about 28,000 ports; each
             # 25,000 connections get their own (127.0.0.2, 127.0.0.3, ...).
-            need=$((idle_conns_big + 1024))
-            if ((nofile < need)); then
-                log "f: Kennel at $idle_conns_big skipped (open-file limit $nofile < $need)"
-                remark f100k kennel "skipped: open-file limit $nofile < $need (raise the hard limit)"
+            fds_needed=$((idle_conns_big + 1024))
+            if ((nofile < fds_needed)); then
+                log "f: Kennel at $idle_conns_big skipped (open-file limit $nofile < $fds_needed)"
+                remark f100k kennel "skipped: open-file limit $nofile < $fds_needed (raise the hard limit)"
             else
                 nsrc=$(((idle_conns_big + 24999) / 25000))
                 sources=$(seq -s, -f '127.0.0.%g' 2 $((nsrc + 1)))
