@@ -1,0 +1,699 @@
+#!/usr/bin/env bash
+# Kennel vs Mongrel2 vs nginx, on one machine, in one run.
+#
+#   bash bench/run.sh                      the full run (about 15 minutes)
+#   BENCH_SECONDS=2 BENCH_REPS=1 bash bench/run.sh    a quick check (about 3 minutes)
+#
+# Installs what is missing (wrk, nginx, mongrel2-core from Debian), builds
+# Kennel and the bench handler in release mode, generates a static tree and
+# one config per server under bench/work/, and runs every scenario against
+# every server, one server at a time, the server (and handler) pinned to one
+# core and the load generator to the other. Prints the table on stdout and
+# writes it to bench/results-latest.md; progress goes to stderr. Exits 0
+# whether or not the targets hold (the table says which do); non-zero only
+# when it cannot run at all. See bench/README.md.
+#
+# Knobs (environment):
+#   BENCH_SECONDS=10          length of each load run (scenarios a-d)
+#   BENCH_LATENCY_SECONDS=5   length of each unloaded run (scenario e)
+#   BENCH_REPS=3              repetitions of every scenario (>= 3 for a report)
+#   BENCH_CONNS=64            wrk connections for a-d
+#   BENCH_IDLE_CONNS=10000    idle connections per server (f)
+#   BENCH_IDLE_CONNS_BIG=100000   idle connections, Kennel alone (f)
+#   BENCH_IDLE_REQUEST=...    request each idle connection sends first (f);
+#                             default GET /static/1k.bin; empty = none
+#   BENCH_BROADCAST_CONNS=1000    listeners for the broadcast (g)
+#   BENCH_NOHANDLER_TRIES=5   requests timed with no handler (h)
+#   BENCH_CONNECT_WAIT_MS=500 Kennel's kennel.handler.connect_wait_ms (h)
+#   BENCH_SERVERS="kennel mongrel2 nginx"   which servers to run
+#   BENCH_SCENARIOS="a b c d e f g h"       which scenarios to run
+#   BENCH_PORT_BASE=18080     first of the fixed loopback ports (see README)
+#   BENCH_NO_INSTALL=1        never call apt-get; fail if a tool is missing
+set -euo pipefail
+
+usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+case "${1:-}" in
+    "") ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+esac
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+
+# ---------------------------------------------------------------- knobs
+seconds=${BENCH_SECONDS:-10}
+latency_seconds=${BENCH_LATENCY_SECONDS:-$((seconds < 5 ? seconds : 5))}
+reps=${BENCH_REPS:-3}
+conns=${BENCH_CONNS:-64}
+idle_conns=${BENCH_IDLE_CONNS:-10000}
+idle_conns_big=${BENCH_IDLE_CONNS_BIG:-100000}
+idle_request=${BENCH_IDLE_REQUEST-'GET /static/1k.bin HTTP/1.1\r\nHost: localhost\r\n\r\n'}
+broadcast_conns=${BENCH_BROADCAST_CONNS:-1000}
+nohandler_tries=${BENCH_NOHANDLER_TRIES:-5}
+connect_wait_ms=${BENCH_CONNECT_WAIT_MS:-500}
+servers=${BENCH_SERVERS:-kennel mongrel2 nginx}
+scenarios=${BENCH_SCENARIOS:-a b c d e f g h}
+port_base=${BENCH_PORT_BASE:-18080}
+
+# How long Mongrel2 is given to answer a request with no handler (h); it
+# never does, so this is how long the run waits to say so.
+nohandler_max_s=5
+# How long a server may take to start answering, in tenths of a second.
+startup_tenths=150
+# How long idle-conns may take to open its connections (f), in seconds.
+idle_open_timeout_s=180
+# The broadcast tool's batch: Mongrel2's limits.handler_targets default.
+broadcast_batch=128
+
+# Fixed loopback ports (README "Ports"): one HTTP port per server, and the
+# ZeroMQ pairs of the three handler rows in bench/config/site.sql.in.
+declare -A http_port=(
+    [kennel]=$port_base [mongrel2]=$((port_base + 1)) [nginx]=$((port_base + 2))
+)
+hello_send=tcp://127.0.0.1:$((port_base + 10))
+hello_recv=tcp://127.0.0.1:$((port_base + 11))
+listen_send=tcp://127.0.0.1:$((port_base + 12))
+listen_recv=tcp://127.0.0.1:$((port_base + 13))
+absent_send=tcp://127.0.0.1:$((port_base + 14))
+absent_recv=tcp://127.0.0.1:$((port_base + 15))
+declare -A server_uuid=(
+    [kennel]=4b3e0a6c-1f52-4d7e-9c10-6b656e6e656c
+    [mongrel2]=4b3e0a6c-1f52-4d7e-9c10-6d6f6e677232
+)
+hello_ident=5e1f0b7d-2a63-4e8f-8d21-68656c6c6f21
+listen_ident=5e1f0b7d-2a63-4e8f-8d21-6c697374656e
+absent_ident=5e1f0b7d-2a63-4e8f-8d21-616273656e74
+
+work=$root/bench/work
+raw=$work/raw.tsv
+results=$root/bench/results-latest.md
+kennel_bin=$root/target/release/kennel
+handler_bin=$root/target/release/bench-handler
+idle_tool=$root/target/release/idle-conns
+broadcast_tool=$root/target/release/broadcast
+
+log() { printf '==> %s\n' "$*" >&2; }
+note() { printf '    %s\n' "$*" >&2; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+wants_server() { [[ " $servers " == *" $1 "* ]]; }
+wants_scenario() { [[ " $scenarios " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------- CPUs
+# The load generator gets one core, the server under test (with its
+# handler) the other. On a machine with more cores, the rest stay idle.
+ncpu=$(nproc)
+if ((ncpu >= 2)); then
+    cpu_load=0
+    cpu_server=1
+else
+    cpu_load=0
+    cpu_server=0
+    log "only one CPU: the load generator and the server share it (numbers are not comparable to a 2-core run)"
+fi
+
+# ---------------------------------------------------------------- install
+install_missing() {
+    local need=()
+    command -v wrk >/dev/null || need+=(wrk)
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
+    command -v mongrel2 >/dev/null || need+=(mongrel2-core)
+    command -v taskset >/dev/null || need+=(util-linux)
+    command -v curl >/dev/null || need+=(curl)
+    command -v pgrep >/dev/null || need+=(procps)
+    command -v cargo >/dev/null ||
+        die "cargo is missing: install a Rust toolchain (rust-version in Cargo.toml) first"
+    ((${#need[@]} == 0)) && return 0
+    [[ -n ${BENCH_NO_INSTALL:-} ]] && die "missing: ${need[*]} (and BENCH_NO_INSTALL is set)"
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "missing: ${need[*]}; run as root or install them"
+        sudo=(sudo)
+    fi
+    log "installing ${need[*]} (apt-get)"
+    "${sudo[@]}" apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        "${need[@]}" >&2
+}
+install_missing
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+# ---------------------------------------------------------------- build
+log "building kennel and bench-handler (release)"
+cargo build --release --quiet -p kennel -p kennel-bench-handler >&2
+if [[ -f bench/tools/Cargo.toml ]]; then
+    log "building the bench tools (release)"
+    if ! cargo build --release --quiet -p kennel-bench-tools >&2; then
+        note "the bench tools did not build; f and g will be skipped"
+    fi
+fi
+
+# ---------------------------------------------------------------- limits
+# Idle connections need descriptors: raise the soft limit to the hard one
+# (inherited by every server and tool started below).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+nofile=$(ulimit -n)
+[[ $nofile == unlimited ]] && nofile=1048576
+
+# ---------------------------------------------------------------- processes
+# Everything started is recorded here and stopped by PID on the way out.
+started=()
+stop_pid() {
+    local pid=$1 _
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+forget_pid() {
+    local keep=() p
+    for p in "${started[@]}"; do
+        [[ $p == "$1" ]] || keep+=("$p")
+    done
+    started=("${keep[@]}")
+}
+# shellcheck disable=SC2317 # called by the EXIT trap
+stop_all() {
+    local pid
+    for pid in "${started[@]}"; do
+        stop_pid "$pid"
+    done
+    started=()
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# port_in_use PORT: something on 127.0.0.1 accepts connections there.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+busy=()
+for port in "${http_port[@]}" $(seq $((port_base + 10)) $((port_base + 15))); do
+    port_in_use "$port" && busy+=("$port")
+done
+((${#busy[@]} == 0)) ||
+    die "ports in use on 127.0.0.1: ${busy[*]} (stop what holds them, or set BENCH_PORT_BASE)"
+
+# ---------------------------------------------------------------- the site
+log "generating the static tree and configs in $work"
+rm -rf "$work"
+mkdir -p "$work/raw"
+: >"$raw"
+make_static() {
+    mkdir -p "$1/static"
+    head -c 1024 /dev/zero | tr '\0' k >"$1/static/1k.bin"
+    head -c 1048576 /dev/zero | tr '\0' m >"$1/static/1m.bin"
+}
+# One database per server (same SQL, different uuid, port and chroot).
+make_mongrel2_style() {
+    local name=$1 dir=$work/$1
+    mkdir -p "$dir/logs" "$dir/run"
+    make_static "$dir"
+    local max_fd=$((idle_conns + 1024))
+    ((max_fd > nofile)) && max_fd=$nofile
+    sed -e "s|@SERVER_UUID@|${server_uuid[$name]}|g" \
+        -e "s|@CHROOT@|$dir|g" \
+        -e "s|@PORT@|${http_port[$name]}|g" \
+        -e "s|@HELLO_SEND@|$hello_send|g" -e "s|@HELLO_RECV@|$hello_recv|g" \
+        -e "s|@HELLO_IDENT@|$hello_ident|g" \
+        -e "s|@LISTEN_SEND@|$listen_send|g" -e "s|@LISTEN_RECV@|$listen_recv|g" \
+        -e "s|@LISTEN_IDENT@|$listen_ident|g" \
+        -e "s|@ABSENT_SEND@|$absent_send|g" -e "s|@ABSENT_RECV@|$absent_recv|g" \
+        -e "s|@ABSENT_IDENT@|$absent_ident|g" \
+        -e "s|@MAX_FD@|$max_fd|g" \
+        -e "s|@CONNECT_WAIT_MS@|$connect_wait_ms|g" \
+        bench/config/site.sql.in >"$dir/site.sql"
+    "$kennel_bin" load --db "$dir/bench.sqlite" "$dir/site.sql" >/dev/null
+}
+make_nginx() {
+    local dir=$work/nginx
+    mkdir -p "$dir/logs" "$dir/run" "$dir/tmp"
+    make_static "$dir"
+    sed -e "s|@PREFIX@|$dir|g" \
+        -e "s|@PORT@|${http_port[nginx]}|g" \
+        -e "s|@NOFILE@|$nofile|g" \
+        -e "s|@WORKER_CONNECTIONS@|$((nofile - 64))|g" \
+        bench/config/nginx.conf.in >"$dir/nginx.conf"
+}
+wants_server kennel && make_mongrel2_style kennel
+wants_server mongrel2 && make_mongrel2_style mongrel2
+wants_server nginx && make_nginx
+
+# ---------------------------------------------------------------- servers
+server_pid=""   # the process whose memory is measured (nginx: its worker)
+server_main=""  # the process started (nginx: its master)
+handler_pid=""
+
+# http_code URL [max seconds]: the status code, or 000.
+http_code() {
+    curl -s -o /dev/null -w '%{http_code}' --max-time "${2:-2}" "$1" 2>/dev/null || true
+}
+
+# wait_for URL CODE WHO: until URL answers CODE (bounded), or the server dies.
+wait_for() {
+    local url=$1 want=$2 who=$3 _ code
+    for _ in $(seq "$startup_tenths"); do
+        code=$(http_code "$url" 1)
+        [[ $code == "$want" ]] && return 0
+        kill -0 "$server_main" 2>/dev/null || {
+            note "$who exited; the end of its log:"
+            tail -n 15 "$work/$who/server.log" >&2 || true
+            return 1
+        }
+        sleep 0.1
+    done
+    note "$who did not answer $url with $want in time (last: $code)"
+    return 1
+}
+
+start_handler() {
+    taskset -c "$cpu_server" "$handler_bin" --send-spec "$hello_send" --recv-spec "$hello_recv" \
+        >>"$work/$1/handler.log" 2>&1 &
+    handler_pid=$!
+    started+=("$handler_pid")
+}
+
+# start_server NAME [nohandler]: starts it (and the bench handler) and waits
+# until a static file and, for handler servers, /bench/hello answer.
+start_server() {
+    local name=$1 dir=$work/$1 port=${http_port[$1]}
+    # Whatever answers must be the server started here, not a leftover.
+    if port_in_use "$port"; then
+        note "port $port is still in use; not starting $name"
+        return 1
+    fi
+    rm -f "$dir/run/"*.pid
+    case $name in
+        kennel)
+            # Mongrel2's command line (server.daemonize is 0, so it stays in
+            # the foreground). One tokio worker: the server has one core.
+            env TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c "$cpu_server" \
+                "$kennel_bin" "$dir/bench.sqlite" "${server_uuid[kennel]}" >>"$dir/server.log" 2>&1 &
+            ;;
+        mongrel2)
+            taskset -c "$cpu_server" mongrel2 "$dir/bench.sqlite" "${server_uuid[mongrel2]}" \
+                >>"$dir/server.log" 2>&1 &
+            ;;
+        nginx)
+            taskset -c "$cpu_server" "$nginx_bin" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+                >>"$dir/server.log" 2>&1 &
+            ;;
+    esac
+    server_main=$!
+    server_pid=$server_main
+    started+=("$server_main")
+    wait_for "http://127.0.0.1:$port/static/1k.bin" 200 "$name" || return 1
+    if [[ $name == nginx ]]; then
+        server_pid=$(pgrep -P "$server_main" | head -n 1)
+        [[ -n $server_pid ]] || { note "nginx has no worker process"; return 1; }
+        return 0
+    fi
+    [[ ${2:-} == nohandler ]] && return 0
+    start_handler "$name"
+    wait_for "http://127.0.0.1:$port/bench/hello" 200 "$name"
+}
+
+stop_server() {
+    if [[ -n $handler_pid ]]; then
+        stop_pid "$handler_pid"
+        forget_pid "$handler_pid"
+        handler_pid=""
+    fi
+    if [[ -n $server_main ]]; then
+        stop_pid "$server_main"
+        forget_pid "$server_main"
+        server_main=""
+        server_pid=""
+    fi
+}
+
+# ---------------------------------------------------------------- results
+# raw.tsv: key, server, value (one line per measurement).
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$raw"; }
+# notes.tsv: key, server, text (anomalies shown under the table).
+remark() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$work/notes.tsv"; }
+: >"$work/notes.tsv"
+
+# parse_wrk FILE: "rps p50_us p99_us non2xx socket_errors", or nothing.
+parse_wrk() {
+    awk '
+        function us(v,   n) {
+            n = v + 0
+            if (v ~ /us$/) return n
+            if (v ~ /ms$/) return n * 1000
+            if (v ~ /m$/) return n * 60000000
+            if (v ~ /h$/) return n * 3600000000
+            if (v ~ /s$/) return n * 1000000
+            return n
+        }
+        /Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = us($2) }
+        $1 == "99%" { p99 = us($2) }
+        /Non-2xx or 3xx responses:/ { bad = $NF }
+        /Socket errors:/ { gsub(",", ""); sock = $4 + $6 + $8 + $10 }
+        END { if (rps != "") printf "%s %s %s %d %d\n", rps, p50, p99, bad, sock }
+    ' "$1"
+}
+
+# load SERVER KEY PATH CONNS SECONDS REP [wrk args...]: one wrk run; records
+# KEY.rps and, with --latency, KEY.p50 and KEY.p99 (microseconds).
+load() {
+    local server=$1 key=$2 path=$3 c=$4 secs=$5 rep=$6
+    shift 6
+    local out=$work/raw/$server-$key-$rep.txt
+    local url="http://127.0.0.1:${http_port[$server]}$path"
+    timeout $((secs + 60)) taskset -c "$cpu_load" wrk -t1 -c"$c" -d"${secs}s" --latency "$@" "$url" \
+        >"$out" 2>&1 || true
+    local parsed
+    parsed=$(parse_wrk "$out")
+    if [[ -z $parsed ]]; then
+        remark "$key" "$server" "wrk gave no result (see bench/work/raw/$server-$key-$rep.txt)"
+        return 0
+    fi
+    local rps p50 p99 bad sock
+    read -r rps p50 p99 bad sock <<<"$parsed"
+    record "$key.rps" "$server" "$rps"
+    record "$key.p50" "$server" "$p50"
+    record "$key.p99" "$server" "$p99"
+    ((bad > 0)) && remark "$key" "$server" "run $rep: $bad non-2xx responses"
+    ((sock > 0)) && remark "$key" "$server" "run $rep: $sock socket errors ($(grep -m1 'Socket errors' "$out" | sed 's/^ *//'))"
+    return 0
+}
+
+# rss_kib PID: resident set size in KiB.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# ---------------------------------------------------------------- scenarios
+# a-e for one server, one repetition (the server is up).
+scenarios_a_to_e() {
+    local s=$1 rep=$2
+    if [[ $s != nginx ]]; then
+        wants_scenario a && load "$s" a /bench/hello "$conns" "$seconds" "$rep"
+        wants_scenario b && load "$s" b /bench/hello "$conns" "$seconds" "$rep" -H 'Connection: close'
+    fi
+    wants_scenario c && load "$s" c /static/1k.bin "$conns" "$seconds" "$rep"
+    wants_scenario d && load "$s" d /static/1m.bin "$conns" "$seconds" "$rep"
+    if wants_scenario e; then
+        [[ $s != nginx ]] && load "$s" e.hello /bench/hello 1 "$latency_seconds" "$rep"
+        load "$s" e.static /static/1k.bin 1 "$latency_seconds" "$rep"
+    fi
+    return 0
+}
+
+# idle SERVER KEY COUNT REP [SOURCES]: RSS growth per idle connection (f).
+idle() {
+    local s=$1 key=$2 count=$3 rep=$4 sources=${5:-}
+    local out=$work/raw/$s-$key-$rep.txt
+    local args=(--addr "127.0.0.1:${http_port[$s]}" --count "$count" --hold-secs 3600)
+    [[ -n $sources ]] && args+=(--sources "$sources")
+    [[ -n $idle_request ]] && args+=(--request "$idle_request")
+    local before after tool opened failed _
+    before=$(rss_kib "$server_pid")
+    # The tool holds its connections for --hold-secs or until SIGTERM,
+    # which it gets once the server's memory has been read.
+    taskset -c "$cpu_load" "$idle_tool" "${args[@]}" </dev/null >"$out" 2>&1 &
+    tool=$!
+    started+=("$tool")
+    for _ in $(seq $((idle_open_timeout_s * 10))); do
+        grep -q '^opened' "$out" && break
+        kill -0 "$tool" 2>/dev/null || break
+        sleep 0.1
+    done
+    # "opened N failed M", after "first_error ..." and "statuses S:N ...".
+    read -r opened failed <<<"$(awk '$1 == "opened" { print $2, $4; exit }' "$out")"
+    if [[ -n $opened ]] && ((opened > 0)); then
+        # Let the server finish what the last connections started.
+        sleep 1
+        after=$(rss_kib "$server_pid")
+        record "$key.kib" "$s" "$(awk -v a="$after" -v b="$before" -v n="$opened" \
+            'BEGIN { printf "%.2f", (a - b) / n }')"
+        ((${failed:-0} > 0)) &&
+            remark "$key" "$s" "run $rep: $failed of $count connections failed ($(grep -m1 '^first_error' "$out"))"
+        grep -q '^statuses' "$out" && ! grep -q '^statuses 200:[0-9]*$' "$out" &&
+            remark "$key" "$s" "run $rep: not every response was 200 ($(grep -m1 '^statuses' "$out"))"
+    else
+        remark "$key" "$s" "run $rep: idle-conns opened nothing: $(tail -n 1 "$out")"
+    fi
+    stop_pid "$tool"
+    forget_pid "$tool"
+    return 0
+}
+
+# broadcast SERVER REP: time until 1,000 listeners have one reply (g).
+broadcast() {
+    local s=$1 rep=$2 out=$work/raw/$1-g-$2.txt
+    timeout 300 taskset -c "$cpu_load" "$broadcast_tool" --addr "127.0.0.1:${http_port[$s]}" \
+        --count "$broadcast_conns" --path /bench/listen \
+        --send-spec "$listen_send" --recv-spec "$listen_recv" \
+        --batch "$broadcast_batch" --rounds 3 >"$out" 2>&1 || true
+    local values
+    values=$(awk '$1 == "elapsed_us" { print $2 }' "$out")
+    if [[ -z $values ]]; then
+        remark g "$s" "run $rep: broadcast gave no result: $(tail -n 1 "$out")"
+        return 0
+    fi
+    local v
+    for v in $values; do
+        record g.ms "$s" "$(awk -v u="$v" 'BEGIN { printf "%.3f", u / 1000 }')"
+    done
+}
+
+# no_handler SERVER: time to an answer on a route whose handler never runs (h).
+no_handler() {
+    local s=$1 url="http://127.0.0.1:${http_port[$1]}/bench/absent" i line code secs
+    for i in $(seq "$nohandler_tries"); do
+        line=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time "$nohandler_max_s" \
+            "$url" 2>/dev/null || true)
+        read -r code secs <<<"$line"
+        if [[ ${code:-000} == 000 ]]; then
+            record h.none "$s" "no answer in $nohandler_max_s s"
+        else
+            record h.ms "$s" "$(awk -v t="$secs" 'BEGIN { printf "%.1f", t * 1000 }')"
+            [[ $code == 503 ]] || remark h "$s" "try $i: status $code, not 503"
+        fi
+    done
+}
+
+# ---------------------------------------------------------------- the run
+started_at=$(date +%s)
+log "scenarios: $scenarios; servers: $servers; $reps repetition(s), ${seconds}s load, ${latency_seconds}s unloaded"
+
+# a-e: every repetition starts each server afresh, servers interleaved, so
+# drift on the machine hits all three alike.
+if wants_scenario a || wants_scenario b || wants_scenario c || wants_scenario d || wants_scenario e; then
+    for rep in $(seq "$reps"); do
+        for s in $servers; do
+            log "run $rep/$reps: $s, scenarios a-e"
+            if start_server "$s"; then
+                scenarios_a_to_e "$s" "$rep"
+            else
+                remark start "$s" "run $rep: did not start (bench/work/$s/server.log)"
+            fi
+            stop_server
+        done
+    done
+fi
+
+# f: a fresh server per repetition, so the baseline is a server at rest.
+if wants_scenario f; then
+    if [[ ! -x $idle_tool ]]; then
+        log "f: skipped (tool missing: $idle_tool)"
+        remark f - "skipped (tool missing)"
+    else
+        for rep in $(seq "$reps"); do
+            for s in $servers; do
+                log "run $rep/$reps: $s, scenario f ($idle_conns idle connections)"
+                if start_server "$s"; then
+                    idle "$s" f "$idle_conns" "$rep"
+                fi
+                stop_server
+            done
+        done
+        if wants_server kennel; then
+            # One loopback source address gives about 28,000 ports; each
+            # 25,000 connections get their own (127.0.0.2, 127.0.0.3, ...).
+            fds_needed=$((idle_conns_big + 1024))
+            if ((nofile < fds_needed)); then
+                log "f: Kennel at $idle_conns_big skipped (open-file limit $nofile < $fds_needed)"
+                remark f100k kennel "skipped: open-file limit $nofile < $fds_needed (raise the hard limit)"
+            else
+                nsrc=$(((idle_conns_big + 24999) / 25000))
+                sources=$(seq -s, -f '127.0.0.%g' 2 $((nsrc + 1)))
+                for rep in $(seq "$reps"); do
+                    log "run $rep/$reps: kennel, scenario f ($idle_conns_big idle connections from $sources)"
+                    start_server kennel && idle kennel f100k "$idle_conns_big" "$rep" "$sources"
+                    stop_server
+                done
+            fi
+        fi
+    fi
+fi
+
+# g: Kennel and Mongrel2 (nginx has no handlers).
+if wants_scenario g; then
+    if [[ ! -x $broadcast_tool ]]; then
+        log "g: skipped (tool missing: $broadcast_tool)"
+        remark g - "skipped (tool missing)"
+    else
+        for rep in $(seq "$reps"); do
+            for s in $servers; do
+                [[ $s == nginx ]] && continue
+                log "run $rep/$reps: $s, scenario g ($broadcast_conns listeners)"
+                start_server "$s" && broadcast "$s" "$rep"
+                stop_server
+            done
+        done
+    fi
+fi
+
+# h: Kennel and Mongrel2, no bench handler needed.
+if wants_scenario h; then
+    for s in $servers; do
+        [[ $s == nginx ]] && continue
+        log "$s, scenario h ($nohandler_tries requests, no handler)"
+        start_server "$s" nohandler && no_handler "$s"
+        stop_server
+    done
+fi
+
+# The comparison is only fair if all three did the same work: say so when
+# a server wrote no access log.
+for s in $servers; do
+    [[ -s $work/$s/logs/access.log ]] ||
+        remark access-log "$s" "no access log lines in bench/work/$s/logs/access.log"
+done
+
+elapsed=$(($(date +%s) - started_at))
+log "measurements done in ${elapsed}s; building the table"
+
+# ---------------------------------------------------------------- the table
+# stats KEY SERVER: "median min max n" of the numeric values, or nothing.
+stats() {
+    awk -F'\t' -v k="$1" -v s="$2" '$1 == k && $2 == s { print $3 }' "$raw" | sort -g |
+        awk '{ v[NR] = $1 } END {
+            if (NR == 0) exit
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%s %s %s %d\n", m, v[1], v[NR], NR
+        }'
+}
+# fmt VALUE DECIMALS
+fmt() { awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
+# cell KEY SERVER DECIMALS: "median (min–max)", or a note, or "–".
+cell() {
+    local st m lo hi n
+    st=$(stats "$1" "$2")
+    if [[ -z $st ]]; then
+        local text
+        text=$(awk -F'\t' -v k="$1" -v s="$2" '$1 == k && $2 == s { t = $3 } END { print t }' "$raw")
+        [[ $1 == h.ms && -z $text ]] &&
+            text=$(awk -F'\t' -v s="$2" '$1 == "h.none" && $2 == s { t = $3 } END { print t }' "$raw")
+        echo "${text:-–}"
+        return
+    fi
+    read -r m lo hi n <<<"$st"
+    if ((n > 1)); then
+        echo "$(fmt "$m" "$3") ($(fmt "$lo" "$3")–$(fmt "$hi" "$3"))"
+    else
+        fmt "$m" "$3"
+    fi
+}
+median() { local st; st=$(stats "$1" "$2"); [[ -n $st ]] && echo "${st%% *}"; }
+ratio() {
+    local a b
+    a=$(median "$1" kennel) || true
+    b=$(median "$1" "$2") || true
+    if [[ -z $a || -z $b ]] || awk -v b="$b" 'BEGIN { exit !(b == 0) }'; then
+        echo "–"
+    else
+        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'
+    fi
+}
+# target KEY KM KN: "text|holds" from bench/targets.tsv.
+target() {
+    local key=$1 km=$2 kn=$3 line check thr text k
+    line=$(awk -F'\t' -v k="$key" '$1 == k { print; exit }' bench/targets.tsv)
+    [[ -z $line ]] && { echo "|"; return; }
+    IFS=$'\t' read -r _ check thr text <<<"$line"
+    thr=${thr//@WAIT+100@/$((connect_wait_ms + 100))}
+    text=${text//@WAIT@/$connect_wait_ms}
+    k=$(median "$key" kennel) || true
+    local value
+    case $check in
+        km_*) value=$km ;;
+        kn_*) value=$kn ;;
+        k_*) value=${k:-–} ;;
+    esac
+    if [[ -z $value || $value == "–" ]]; then
+        echo "$text|–"
+        return
+    fi
+    local op
+    case $check in *_min) op=">=" ;; *_max) op="<=" ;; esac
+    if awk -v v="$value" -v t="$thr" -v op="$op" 'BEGIN { exit !(op == ">=" ? v >= t : v <= t) }'; then
+        echo "$text|yes"
+    else
+        echo "$text|**no**"
+    fi
+}
+
+# key|label|unit|decimals
+rows=(
+    "a.rps|a. handler hello, keep-alive, $conns conns|req/s ↑|0"
+    "a.p50|a. … latency p50 under load|µs ↓|0"
+    "a.p99|a. … latency p99 under load|µs ↓|0"
+    "b.rps|b. handler hello, new connection per request|req/s ↑|0"
+    "c.rps|c. static 1 KiB, keep-alive, $conns conns|req/s ↑|0"
+    "c.p50|c. … latency p50 under load|µs ↓|0"
+    "c.p99|c. … latency p99 under load|µs ↓|0"
+    "d.rps|d. static 1 MiB, keep-alive, $conns conns|req/s (= MiB/s) ↑|0"
+    "e.hello.p50|e. round trip, handler, 1 conn, p50|µs ↓|0"
+    "e.hello.p99|e. round trip, handler, 1 conn, p99|µs ↓|0"
+    "e.static.p50|e. round trip, static 1 KiB, 1 conn, p50|µs ↓|0"
+    "e.static.p99|e. round trip, static 1 KiB, 1 conn, p99|µs ↓|0"
+    "f.kib|f. RSS per idle keep-alive conn, $idle_conns conns|KiB ↓|2"
+    "f100k.kib|f. RSS per idle conn, Kennel, $idle_conns_big conns|KiB ↓|2"
+    "g.ms|g. broadcast to $broadcast_conns conns (batches of $broadcast_batch)|ms ↓|2"
+    "h.ms|h. no handler: time to an answer (Kennel wait $connect_wait_ms ms)|ms ↓|0"
+)
+
+render() {
+    local git_rev
+    git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    echo "# Kennel benchmark: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "- Kennel $git_rev (release), Mongrel2 $(dpkg-query -W -f='${Version}' mongrel2-core 2>/dev/null || echo '?'), nginx $("$nginx_bin" -v 2>&1 | sed 's|.*/||'), wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo '?')"
+    echo "- $(uname -sr), $ncpu CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); load generator on CPU $cpu_load, server and handler on CPU $cpu_server"
+    echo "- $reps repetition(s): ${seconds}s per load run (a–d), ${latency_seconds}s per unloaded run (e); cells are median (min–max); K/M and K/N are ratios of medians from this run"
+    echo "- ↑ higher is better, ↓ lower is better; \"–\" not measured"
+    echo
+    echo "| scenario | unit | Kennel | Mongrel2 | nginx | K/M | K/N | target | holds |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    local row key label unit dec km kn t
+    for row in "${rows[@]}"; do
+        IFS='|' read -r key label unit dec <<<"$row"
+        km=$(ratio "$key" mongrel2)
+        kn=$(ratio "$key" nginx)
+        t=$(target "$key" "$km" "$kn")
+        echo "| $label | $unit | $(cell "$key" kennel "$dec") | $(cell "$key" mongrel2 "$dec") | $(cell "$key" nginx "$dec") | $km | $kn | ${t%%|*} | ${t##*|} |"
+    done
+    local over
+    over=$(median h.ms kennel) || true
+    if [[ -n $over ]]; then
+        echo
+        echo "Kennel's 503 came $(awk -v m="$over" -v w="$connect_wait_ms" 'BEGIN { printf "%.0f", m - w }') ms after its $connect_wait_ms ms connect wait (median)."
+    fi
+    if [[ -s $work/notes.tsv ]]; then
+        echo
+        echo "Notes:"
+        sort -u "$work/notes.tsv" | awk -F'\t' '{ printf "- %s, %s: %s\n", $1, $2, $3 }'
+    fi
+    echo
+    echo "Raw wrk and tool output: bench/work/raw/; server logs: bench/work/<server>/. Took ${elapsed}s."
+}
+
+render | tee "$results"
+exit 0
