@@ -618,6 +618,7 @@ target() {
     line=$(awk -F'\t' -v k="$key" '$1 == k { print; exit }' bench/targets.tsv)
     [[ -z $line ]] && { echo "|"; return; }
     IFS=$'\t' read -r _ check thr text <<<"$line"
+    thr=${thr//@WAIT+5@/$((connect_wait_ms + 5))}
     thr=${thr//@WAIT+100@/$((connect_wait_ms + 100))}
     text=${text//@WAIT@/$connect_wait_ms}
     k=$(median "$key" kennel) || true
