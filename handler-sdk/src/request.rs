@@ -336,6 +336,18 @@ fn write_lowercase_string(out: &mut Vec<u8>, name: &[u8]) {
 /// Writes the inside of a JSON string: `"` and `\` escaped, control
 /// characters escaped, valid UTF-8 unchanged, other bytes as U+0080–U+00FF.
 fn write_json_chars(out: &mut Vec<u8>, bytes: &[u8], lowercase: bool) {
+    // The common case, printable ASCII with nothing to escape, is one copy.
+    if bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        if lowercase {
+            out.extend(bytes.iter().map(u8::to_ascii_lowercase));
+        } else {
+            out.extend_from_slice(bytes);
+        }
+        return;
+    }
     let mut rest = bytes;
     while !rest.is_empty() {
         let (valid, invalid) = match std::str::from_utf8(rest) {
