@@ -174,6 +174,10 @@ enum Refusal {
     /// The Dir's base directory cannot be resolved: a config problem.
     #[error("Dir base {} cannot be resolved: {source}", .path.display())]
     BaseMissing { path: PathBuf, source: io::Error },
+    /// The process is out of file descriptors or memory: a passing
+    /// condition, so a 503 the client may retry.
+    #[error("out of resources opening {}: {source}", .path.display())]
+    Exhausted { path: PathBuf, source: io::Error },
     /// An unexpected I/O error: a 500.
     #[error("I/O error on {}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
@@ -369,8 +373,16 @@ fn classify(path: &Path, source: io::Error) -> Refusal {
     ) || [Errno::ENOTDIR, Errno::ELOOP, Errno::ENAMETOOLONG]
         .iter()
         .any(|&errno| source.raw_os_error() == Some(errno as i32));
+    let exhausted = [Errno::EMFILE, Errno::ENFILE, Errno::ENOMEM]
+        .iter()
+        .any(|&errno| source.raw_os_error() == Some(errno as i32));
     if missing {
         Refusal::NotFound("no such file")
+    } else if exhausted {
+        Refusal::Exhausted {
+            path: path.to_owned(),
+            source,
+        }
     } else {
         Refusal::Io {
             path: path.to_owned(),
@@ -964,6 +976,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         412 => "Precondition Failed",
         416 => "Range Not Satisfiable",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
 }
@@ -983,6 +996,10 @@ fn refuse(refusal: Refusal, req: &DirRequest<'_>, head_only: bool) -> Response {
         Refusal::BaseMissing { .. } => {
             tracing::warn!(%path, "dir: {refusal}");
             short(404, req, head_only, &[])
+        }
+        Refusal::Exhausted { .. } => {
+            tracing::warn!(%path, "dir: {refusal}");
+            short(503, req, head_only, &[("Retry-After", b"1")])
         }
         Refusal::Io { .. } => {
             tracing::warn!(%path, "dir: {refusal}");
