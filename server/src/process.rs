@@ -149,6 +149,7 @@ pub fn serve(db: &Path, selector: &ServerSelector, mode: Mode) -> Result<(), Pro
         })?;
     }
     init_logging(&snapshot, daemonize)?;
+    raise_open_file_limit();
     // From here on a daemon has no terminal: errors go to the error log too.
     let pid_file = write_pid_file(&snapshot).inspect_err(|e| error!(error = %e, "cannot start"))?;
     let result = run_runtime(snapshot, listener);
@@ -264,6 +265,21 @@ fn write_pid_file(snapshot: &Snapshot) -> Result<Option<PathBuf>, ProcessError> 
     std::fs::write(&path, format!("{}\n", std::process::id()))
         .map_err(|e| fail(format!("{}: {e}", path.display())))?;
     Ok(Some(path))
+}
+
+/// Raises the soft open-file limit to the hard one: every connection is a
+/// descriptor, and a default soft limit of 1,024 would cap a server far
+/// below what its memory allows (Mongrel2 asks for `superpoll.max_fd`).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
+        },
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot read the open-file limit"),
+    }
 }
 
 /// Logs go to stdout in the foreground and to the server's `error_log` when

@@ -291,3 +291,37 @@ fn serves_on_ipv6() {
     kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).unwrap();
     assert!(wait_exit(&mut child.0).success());
 }
+
+#[test]
+fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, port) = site(dir.path(), false);
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec {} serve --db {}",
+            env!("CARGO_BIN_EXE_kennel"),
+            db.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Guard(child);
+    wait_until("the port", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.0.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        fields[3], fields[4],
+        "soft limit raised to the hard limit: {line}"
+    );
+    assert_ne!(fields[3], "256", "{line}");
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(wait_exit(&mut child.0).success());
+}
