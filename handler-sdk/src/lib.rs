@@ -8,6 +8,7 @@
 //! - [`request`]: the request message the server PUSHes to handlers.
 //! - [`reply`]: the reply message handlers PUBlish back to the server.
 //! - [`websocket`]: WebSocket frames (the server's reader, the handler's builder).
+//! - [`http`]: reason phrases and an HTTP response builder.
 //! - [`client`] (feature `client`, on by default): the blocking handler
 //!   library over ZeroMQ. Without the feature the crate is the pure protocol
 //!   and builds no C++.
@@ -15,6 +16,7 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod http;
 pub mod reply;
 pub mod request;
 pub mod tnetstring;

@@ -53,6 +53,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::config::{Dir, MimeTypes};
+use crate::http::reason;
 
 /// Most ranges honoured in one `Range` header; a request with more gets the
 /// full 200. Default 16: real clients (PDF readers, media players, download
@@ -962,22 +963,6 @@ impl HeadBuilder {
         }
         self.0.extend_from_slice(b"\r\n");
         self.0
-    }
-}
-
-/// The reason phrase for the statuses this module sends.
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        304 => "Not Modified",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        412 => "Precondition Failed",
-        416 => "Range Not Satisfiable",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
     }
 }
 
