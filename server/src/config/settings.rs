@@ -135,20 +135,24 @@ settings! {
     /// Default 0. When on, no access log is written.
     "disable.access_logging" => disable_access_logging: bool = false;
     /// Default 4096 bytes (Mongrel2's manual says 2048; the code uses 4096).
-    /// The per-connection read buffer, which bounds the request head.
+    /// The largest request head (request line and headers); a longer one
+    /// gets 431. Kennel's read buffer grows on demand and is freed while a
+    /// connection is idle.
     "limits.buffer_size" => limits_buffer_size: usize = 4096;
     /// Default 5. Reads allowed to complete a request head.
     "limits.client_read_retries" => limits_client_read_retries: u32 = 5;
     /// Default 32768 bytes. Mongrel2's coroutine stack; Kennel has none.
     "limits.connection_stack_size" => limits_connection_stack_size: usize = 32768;
-    /// Default 20480 bytes. Largest request body held in memory; larger
-    /// bodies go to a temp file (`upload.temp_store`), are streamed
-    /// (`upload.stream`) or get 413.
+    /// Default 20480 bytes. Largest request body held in memory and sent to
+    /// a handler; a larger one gets 413 (Mongrel2 can also spool it to
+    /// `upload.temp_store` or stream it; Kennel does not yet).
     "limits.content_length" => limits_content_length: usize = 20480;
     /// Default 256 bytes. Longest Dir `base` (checked at load) and route
     /// prefix for Dir targets.
     "limits.dir_max_path" => limits_dir_max_path: usize = 256;
-    /// Default 16384 bytes. Block size when sending a static file.
+    /// Default 16384 bytes. Mongrel2's block size when sending a static
+    /// file; Kennel reads it but sends in blocks of its own
+    /// (`dir::SENDFILE_CHUNK`).
     "limits.dir_send_buffer" => limits_dir_send_buffer: usize = 16384;
     /// Default 102400 bytes. Mongrel2's IO reactor task stack; Kennel has none.
     "limits.fdtask_stack" => limits_fdtask_stack: usize = 102400;
@@ -184,7 +188,8 @@ settings! {
     "limits.kill_limit" => limits_kill_limit: u32 = 2;
     /// Default 4. Mongrel2's poll/epoll split; Kennel has no equivalent.
     "superpoll.hot_dividend" => superpoll_hot_dividend: u32 = 4;
-    /// Default 10240. Open-file limit (RLIMIT_NOFILE) to request at start.
+    /// Default 10240. The open-file limit Mongrel2 requests at start; Kennel
+    /// ignores it and raises its soft limit to the hard limit instead.
     "superpoll.max_fd" => superpoll_max_fd: u64 = 10240;
     /// Default unset (no large uploads to disk). `mkstemp` template, ending
     /// in `XXXXXX`, for request bodies above `limits.content_length`.
