@@ -8,7 +8,9 @@
 //! its sockets; each wake-up drains the queue fully). Replies are parsed
 //! here and their bodies pushed into the addressed connections' outboxes in
 //! the [`Registry`]; the bridge never writes to a client and never blocks on
-//! one.
+//! one. On the hot path a task sends a request on the handler's PUSH socket
+//! itself (see `PushSide`), skipping the hand-off and the thread wake-up;
+//! the bridge takes over whenever that is not possible at once.
 //!
 //! No handler connected (Kennel's decision; Mongrel2 waits forever): a
 //! request the PUSH socket cannot take is held here until a handler
@@ -21,9 +23,9 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -95,11 +97,27 @@ impl Waker {
     }
 }
 
+/// A handler's PUSH socket, shared by the bridge thread and connection
+/// tasks. A task sends on it directly (no hand-off, no wake-up) when nothing
+/// is held for that handler and nobody else is using the socket; otherwise
+/// the request goes through the bridge, which keeps the order. The mutex
+/// gives the full memory barrier ZeroMQ asks for when a socket moves
+/// between threads; a task only ever `try_lock`s it, so a runtime thread
+/// never waits for the bridge.
+struct PushSide {
+    socket: Mutex<zmq::Socket>,
+    /// Requests handed to the bridge and not yet sent or expired. While it
+    /// is above zero, tasks must not send directly, so one connection's
+    /// requests can never overtake each other.
+    held: AtomicUsize,
+}
+
 /// What connection tasks use to reach handlers. Cheap to clone.
 #[derive(Clone)]
 pub struct BridgeHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
+    push: Arc<[Arc<PushSide>]>,
 }
 
 impl BridgeHandle {
@@ -107,6 +125,20 @@ impl BridgeHandle {
     /// snapshot's handlers) for connection `conn_id`; if no handler process
     /// takes it within `wait`, the connection gets [`Outgoing::Unavailable`].
     pub fn dispatch(&self, handler: usize, conn_id: u64, message: Vec<u8>, wait: Duration) {
+        if let Some(side) = self.push.get(handler) {
+            if side.held.load(Ordering::Acquire) == 0 {
+                if let Ok(socket) = side.socket.try_lock() {
+                    if side.held.load(Ordering::Acquire) == 0
+                        && socket.send(&message[..], zmq::DONTWAIT).is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
+            // No handler ready (EAGAIN), the socket busy, or requests held:
+            // the bridge sends it, holds it, or answers 503 in time.
+            side.held.fetch_add(1, Ordering::AcqRel);
+        }
         self.send(Command::Dispatch {
             handler,
             conn_id,
@@ -152,6 +184,7 @@ impl Bridge {
         let (wake_read, wake_write) = UnixStream::pair()?;
         wake_read.set_nonblocking(true)?;
         wake_write.set_nonblocking(true)?;
+        let push: Arc<[Arc<PushSide>]> = links.iter().map(|l: &Link| Arc::clone(&l.push)).collect();
         let (commands, receiver) = mpsc::channel();
         let waker = Arc::new(Waker {
             pipe: wake_write,
@@ -173,7 +206,11 @@ impl Bridge {
                 worker.run();
             })?;
         Ok(Bridge {
-            handle: BridgeHandle { commands, waker },
+            handle: BridgeHandle {
+                commands,
+                waker,
+                push,
+            },
             thread: Some(thread),
         })
     }
@@ -204,6 +241,8 @@ impl Drop for Bridge {
 }
 
 struct Pending {
+    /// Counted in the link's `held` (a request a task handed over).
+    counted: bool,
     conn_id: Option<u64>,
     message: Vec<u8>,
     deadline: Instant,
@@ -214,7 +253,7 @@ struct Link {
     id: i64,
     send_ident: String,
     protocol: Protocol,
-    push: zmq::Socket,
+    push: Arc<PushSide>,
     sub: zmq::Socket,
     pending: VecDeque<Pending>,
 }
@@ -249,15 +288,30 @@ impl Link {
             id: handler.id,
             send_ident: handler.send_ident.clone(),
             protocol: handler.protocol,
-            push,
+            push: Arc::new(PushSide {
+                socket: Mutex::new(push),
+                held: AtomicUsize::new(0),
+            }),
             sub,
             pending: VecDeque::new(),
         })
     }
 
+    /// A counted request left the bridge (sent, failed or expired).
+    fn release(&self, counted: bool) {
+        if counted {
+            self.push.held.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn socket(&self) -> MutexGuard<'_, zmq::Socket> {
+        // A panic while sending cannot leave the socket half-used.
+        self.push.socket.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Sends without blocking; `false` if the socket cannot take it now.
     fn try_send(&self, message: &[u8]) -> Result<bool, zmq::Error> {
-        match self.push.send(message, zmq::DONTWAIT) {
+        match self.socket().send(message, zmq::DONTWAIT) {
             Ok(()) => Ok(true),
             Err(zmq::Error::EAGAIN) => Ok(false),
             Err(e) => Err(e),
@@ -309,19 +363,25 @@ impl Worker {
     /// Polls the wake-up pipe, every SUB, and the PUSH sockets holding
     /// requests. Returns (woken, readable links, writable links).
     fn poll(&self, timeout: i64) -> Result<(bool, Vec<usize>, Vec<usize>), zmq::Error> {
+        // Only links holding requests poll their PUSH socket; tasks do not
+        // use it meanwhile (they see `held` above zero), so holding its lock
+        // for the poll blocks nobody.
+        let guards: Vec<Option<MutexGuard<'_, zmq::Socket>>> = self
+            .links
+            .iter()
+            .map(|l| (!l.pending.is_empty()).then(|| l.socket()))
+            .collect();
         let mut items = Vec::with_capacity(1 + 2 * self.links.len());
         items.push(zmq::PollItem::from_fd(
             self.wake_read.as_raw_fd(),
             zmq::POLLIN,
         ));
-        for link in &self.links {
+        for (link, guard) in self.links.iter().zip(&guards) {
             items.push(link.sub.as_poll_item(zmq::POLLIN));
-            let events = if link.pending.is_empty() {
-                zmq::PollEvents::empty()
-            } else {
-                zmq::POLLOUT
-            };
-            items.push(link.push.as_poll_item(events));
+            match guard {
+                Some(push) => items.push(push.as_poll_item(zmq::POLLOUT)),
+                None => items.push(zmq::PollItem::from_fd(-1, zmq::PollEvents::empty())),
+            }
         }
         zmq::poll(&mut items, timeout)?;
         let wake = items[0].is_readable();
@@ -360,7 +420,7 @@ impl Worker {
                     conn_id,
                     message,
                     wait,
-                }) => self.send(handler, Some(conn_id), message, wait),
+                }) => self.send(handler, Some(conn_id), message, wait, true),
                 Ok(Command::Disconnect { handler, conn_id }) => {
                     self.send_disconnect(handler, conn_id);
                 }
@@ -370,17 +430,28 @@ impl Worker {
         }
     }
 
-    fn send(&mut self, handler: usize, conn_id: Option<u64>, message: Vec<u8>, wait: Duration) {
+    fn send(
+        &mut self,
+        handler: usize,
+        conn_id: Option<u64>,
+        message: Vec<u8>,
+        wait: Duration,
+        counted: bool,
+    ) {
         let Some(link) = self.links.get_mut(handler) else {
             warn!(handler, "bridge: request for an unknown handler index");
             return;
         };
         if link.pending.is_empty() {
             match link.try_send(&message) {
-                Ok(true) => return,
+                Ok(true) => {
+                    link.release(counted);
+                    return;
+                }
                 Ok(false) => {}
                 Err(e) => {
                     warn!(handler = link.id, error = %e, "bridge: sending a request failed");
+                    link.release(counted);
                     if let Some(id) = conn_id {
                         self.registry.deliver(id, Outgoing::Unavailable);
                     }
@@ -389,6 +460,7 @@ impl Worker {
             }
         }
         link.pending.push_back(Pending {
+            counted,
             conn_id,
             message,
             deadline: Instant::now() + wait,
@@ -408,7 +480,7 @@ impl Worker {
         );
         // A notice waits for a handler as long as a request would (5 s by
         // default is plenty for a restarting handler); it expires silently.
-        self.send(handler, None, message, Duration::from_secs(5));
+        self.send(handler, None, message, Duration::from_secs(5), false);
     }
 
     fn flush_pending(&mut self, handler: usize) {
@@ -416,12 +488,15 @@ impl Worker {
         while let Some(front) = link.pending.front() {
             match link.try_send(&front.message) {
                 Ok(true) => {
-                    link.pending.pop_front();
+                    if let Some(p) = link.pending.pop_front() {
+                        link.release(p.counted);
+                    }
                 }
                 Ok(false) => return,
                 Err(e) => {
                     warn!(handler = link.id, error = %e, "bridge: sending a held request failed");
                     if let Some(p) = link.pending.pop_front() {
+                        link.release(p.counted);
                         if let Some(id) = p.conn_id {
                             self.registry.deliver(id, Outgoing::Unavailable);
                         }
@@ -437,8 +512,9 @@ impl Worker {
             // Waits differ (requests, notices), so deadlines are not in
             // queue order: scan all (held queues are short-lived and small).
             let mut kept = VecDeque::with_capacity(link.pending.len());
-            for p in link.pending.drain(..) {
+            for p in std::mem::take(&mut link.pending) {
                 if p.deadline <= now {
+                    link.release(p.counted);
                     if let Some(id) = p.conn_id {
                         debug!(
                             handler = link.id,

@@ -344,3 +344,40 @@ fn every_request_gets_its_503_on_time_even_behind_held_notices() {
     }
     server.stop();
 }
+
+#[test]
+fn held_and_direct_requests_keep_their_order() {
+    let server = TestServer::start_with(Site {
+        extra_sql:
+            "UPDATE setting SET value = '10000' WHERE key = 'kennel.handler.connect_wait_ms';"
+                .into(),
+        ..Site::default()
+    });
+    let mut client = server.client();
+    // No handler yet: these are held by the bridge.
+    for i in 0..3 {
+        client.send(format!("GET /handler/{i} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let handler =
+        kennel_handler::Connection::connect(&server.send_spec, &server.recv_spec).unwrap();
+    let mut paths = Vec::new();
+    for _ in 0..3 {
+        let req = handler
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .expect("a held request");
+        paths.push(req.path_str().into_owned());
+    }
+    // Now the handler is there: later requests may go straight to it, but
+    // never ahead of the held ones.
+    for i in 3..6 {
+        client.send(format!("GET /handler/{i} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+    }
+    for _ in 3..6 {
+        paths.push(recv(&handler).path_str().into_owned());
+    }
+    let expected: Vec<String> = (0..6).map(|i| format!("/handler/{i}")).collect();
+    assert_eq!(paths, expected);
+    server.stop();
+}
