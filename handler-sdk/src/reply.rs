@@ -239,22 +239,23 @@ pub fn encode_extended(out: &mut Vec<u8>, uuid: &[u8], ids: &[u64], key: &[u8], 
 }
 
 fn write_head(out: &mut Vec<u8>, uuid: &[u8], ids: &[u64], extended: bool) {
-    let mut list = String::with_capacity(ids.len() * 4 + 2);
-    if extended {
-        list.push_str("X ");
-    }
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            list.push(' ');
-        }
-        list.push_str(&id.to_string());
-    }
     out.extend_from_slice(uuid);
     out.push(b' ');
-    out.extend_from_slice(list.len().to_string().as_bytes());
-    out.push(b':');
-    out.extend_from_slice(list.as_bytes());
-    out.extend_from_slice(b", ");
+    // The id list's length is only known once it is written: reserve room
+    // for its prefix as a netstring and let the tnetstring writer fix it.
+    let list = tnetstring::begin_container(out);
+    if extended {
+        out.extend_from_slice(b"X ");
+    }
+    let mut digits = [0; 20];
+    for (i, &id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(tnetstring::decimal(id, &mut digits));
+    }
+    tnetstring::end_container(out, list, tnetstring::Container::String);
+    out.push(b' ');
 }
 
 #[cfg(test)]

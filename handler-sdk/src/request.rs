@@ -539,6 +539,21 @@ impl Request {
         })
     }
 
+    /// The request a server would send for `head` and `body`: encodes the
+    /// message and decodes it again. For handler tests, which can then call
+    /// their code with real requests without a server.
+    pub fn from_head(
+        protocol: Protocol,
+        sender: &[u8],
+        conn_id: u64,
+        head: &RequestHead<'_>,
+        body: &[u8],
+    ) -> Request {
+        let mut message = Vec::with_capacity(256 + body.len());
+        encode(&mut message, protocol, sender, conn_id, head, body);
+        Request::parse(&message).expect("an encoded request parses")
+    }
+
     /// The identity the server put in front of the message (the handler's
     /// `send_ident`); replies are addressed with it.
     pub fn sender(&self) -> &str {

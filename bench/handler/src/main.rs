@@ -110,7 +110,7 @@ fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kennel_handler::request::{encode, encode_disconnect, Protocol, RequestHead};
+    use kennel_handler::request::{encode_disconnect, Protocol, RequestHead};
 
     fn request(path: &str, version: &str, headers: &[(&[u8], &[u8])]) -> Request {
         let head = RequestHead {
@@ -124,9 +124,7 @@ mod tests {
             headers,
             ..RequestHead::default()
         };
-        let mut msg = Vec::new();
-        encode(&mut msg, Protocol::Tnetstring, b"S", 5, &head, b"");
-        Request::parse(&msg).unwrap()
+        Request::from_head(Protocol::Tnetstring, b"S", 5, &head, b"")
     }
 
     #[test]

@@ -210,7 +210,7 @@ document.getElementById("say").onsubmit = async (e) => {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kennel_handler::request::{encode, Protocol, RequestHead};
+    use kennel_handler::request::{Protocol, RequestHead};
 
     fn say(method: &str, query: Option<&str>, ctype: Option<&str>, body: &[u8]) -> Request {
         let ctype_header;
@@ -230,9 +230,7 @@ mod tests {
             headers,
             ..RequestHead::default()
         };
-        let mut msg = Vec::new();
-        encode(&mut msg, Protocol::Json, b"S", 1, &head, body);
-        Request::parse(&msg).unwrap()
+        Request::from_head(Protocol::Json, b"S", 1, &head, body)
     }
 
     #[test]

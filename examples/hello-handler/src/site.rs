@@ -113,7 +113,7 @@ pub fn error(req: &Request, status: u16, detail: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kennel_handler::request::{encode, Protocol, RequestHead};
+    use kennel_handler::request::{Protocol, RequestHead};
 
     fn request(method: &str, path: &str, headers: &[(&[u8], &[u8])]) -> Request {
         let head = RequestHead {
@@ -127,9 +127,7 @@ mod tests {
             headers,
             ..RequestHead::default()
         };
-        let mut msg = Vec::new();
-        encode(&mut msg, Protocol::Tnetstring, b"S", 3, &head, b"");
-        Request::parse(&msg).unwrap()
+        Request::from_head(Protocol::Tnetstring, b"S", 3, &head, b"")
     }
 
     #[test]

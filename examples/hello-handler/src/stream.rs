@@ -165,7 +165,7 @@ fn chunk(framing: Framing, n: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kennel_handler::request::{encode, Protocol, RequestHead};
+    use kennel_handler::request::{Protocol, RequestHead};
 
     fn request(id: u64, version: &[u8]) -> Request {
         let head = RequestHead {
@@ -175,9 +175,7 @@ mod tests {
             pattern: b"/stream",
             ..RequestHead::default()
         };
-        let mut msg = Vec::new();
-        encode(&mut msg, Protocol::Json, b"S", id, &head, b"");
-        Request::parse(&msg).unwrap()
+        Request::from_head(Protocol::Json, b"S", id, &head, b"")
     }
 
     #[test]
