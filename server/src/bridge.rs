@@ -1,16 +1,21 @@
 //! The ZeroMQ bridge: the only code that touches ZeroMQ sockets.
 //!
-//! Owns one thread and, per handler, the two sockets Mongrel2 binds
-//! (PROTOCOL.md §1.1): a PUSH at `send_spec` (requests, round-robin over
-//! connected handler processes) and a SUB at `recv_spec` subscribed to
-//! `recv_ident` (replies). Connection tasks hand requests over through a
-//! [`BridgeHandle`] (a queue plus a wake-up pipe the thread polls alongside
-//! its sockets; each wake-up drains the queue fully). Replies are parsed
-//! here and their bodies pushed into the addressed connections' outboxes in
-//! the [`Registry`]; the bridge never writes to a client and never blocks on
-//! one. On the hot path a task sends a request on the handler's PUSH socket
-//! itself (see `PushSide`), skipping the hand-off and the thread wake-up;
-//! the bridge takes over whenever that is not possible at once.
+//! Owns, per handler, the two sockets Mongrel2 binds (PROTOCOL.md §1.1): a
+//! PUSH at `send_spec` (requests, round-robin over connected handler
+//! processes) and a SUB at `recv_spec` subscribed to `recv_ident`
+//! (replies), plus one thread for requests that cannot leave at once.
+//!
+//! Requests: on the hot path a connection task sends on the handler's PUSH
+//! socket itself (see `PushSide`), with no hand-off and no thread wake-up.
+//! When that is not possible at once it hands the request to the bridge
+//! thread through a [`BridgeHandle`] (a queue plus a wake-up pipe the thread
+//! polls alongside the PUSH sockets it is holding requests for).
+//!
+//! Replies: each SUB socket is read by a task on the runtime (`read_replies`),
+//! woken through the socket's `ZMQ_FD`, so a reply reaches its connection
+//! task without crossing a thread. Replies are parsed there and their bodies
+//! pushed into the addressed connections' outboxes in the [`Registry`];
+//! nothing here writes to a client or blocks on one.
 //!
 //! No handler connected (Kennel's decision; Mongrel2 waits forever): a
 //! request the PUSH socket cannot take is held here until a handler
@@ -33,13 +38,16 @@ use bytes::Bytes;
 use kennel_handler::reply::{Body, Reply};
 use kennel_handler::request;
 use kennel_handler::tnetstring::Value;
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinHandle as TaskHandle;
 use tracing::{debug, warn};
 
-use crate::config::{Handler, Protocol};
+use crate::config::{Handler, Protocol, Settings};
 use crate::registry::{Outgoing, Pushed, Registry};
+use crate::sys::ZmqFd;
 
-/// Replies read from one SUB socket per wake-up before the others get a
-/// turn, so one chatty handler cannot starve the rest.
+/// Replies read from one SUB socket before its task yields, so one chatty
+/// handler cannot starve the connections it feeds.
 const REPLY_BATCH: usize = 512;
 
 /// How long queued requests may still leave when the bridge shuts down.
@@ -161,25 +169,32 @@ impl BridgeHandle {
     }
 }
 
-/// The running bridge thread.
+/// The running bridge: its thread and its reply tasks.
 pub struct Bridge {
     handle: BridgeHandle,
     thread: Option<JoinHandle<()>>,
+    readers: Vec<TaskHandle<()>>,
 }
 
 impl Bridge {
-    /// Binds every handler's sockets and starts the bridge thread.
-    /// `max_targets` is `limits.handler_targets`.
+    /// Binds every handler's sockets, starts the bridge thread and spawns
+    /// one reply task per handler on the current tokio runtime (so this
+    /// must be called from within one). Uses `kennel.handler.send_hwm`,
+    /// `limits.handler_targets` and `kennel.zeromq.batch_scheduling`.
     pub fn start(
         handlers: &[Handler],
         registry: Arc<Registry>,
-        send_hwm: i32,
-        max_targets: usize,
+        settings: &Settings,
     ) -> Result<Bridge, BridgeError> {
-        let context = zmq::Context::new();
+        let send_hwm = settings.kennel_handler_send_hwm;
+        let max_targets = settings.limits_handler_targets;
+        let context = new_context(settings.kennel_zeromq_batch_scheduling)?;
         let mut links = Vec::with_capacity(handlers.len());
+        let mut subs = Vec::with_capacity(handlers.len());
         for handler in handlers {
-            links.push(Link::bind(&context, handler, send_hwm)?);
+            let (link, sub) = Link::bind(&context, handler, send_hwm)?;
+            links.push(link);
+            subs.push(ZmqFd::readable(sub)?);
         }
         let (wake_read, wake_write) = UnixStream::pair()?;
         wake_read.set_nonblocking(true)?;
@@ -191,27 +206,44 @@ impl Bridge {
             asleep: AtomicBool::new(false),
         });
         let thread_waker = Arc::clone(&waker);
+        let thread_registry = Arc::clone(&registry);
         let thread = std::thread::Builder::new()
             .name("kennel-bridge".into())
             .spawn(move || {
                 let mut worker = Worker {
                     _context: context,
                     links,
-                    registry,
+                    registry: thread_registry,
                     receiver,
                     waker: thread_waker,
                     wake_read,
-                    max_targets,
                 };
                 worker.run();
             })?;
+        let handle = BridgeHandle {
+            commands,
+            waker,
+            push,
+        };
+        let readers = subs
+            .into_iter()
+            .zip(handlers)
+            .enumerate()
+            .map(|(index, (sub, handler))| {
+                let replies = Replies {
+                    handler: index,
+                    id: handler.id,
+                    registry: Arc::clone(&registry),
+                    bridge: handle.clone(),
+                    max_targets,
+                };
+                tokio::spawn(read_replies(sub, replies))
+            })
+            .collect();
         Ok(Bridge {
-            handle: BridgeHandle {
-                commands,
-                waker,
-                push,
-            },
+            handle,
             thread: Some(thread),
+            readers,
         })
     }
 
@@ -227,6 +259,9 @@ impl Bridge {
     }
 
     fn stop(&mut self) {
+        for reader in self.readers.drain(..) {
+            reader.abort();
+        }
         self.handle.send(Command::Shutdown);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -238,6 +273,42 @@ impl Drop for Bridge {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A ZeroMQ context whose I/O threads, with `batch`, run under
+/// `SCHED_BATCH`.
+///
+/// Why: a ZeroMQ I/O thread is woken for every message handed to it. On a
+/// busy core a normal thread preempts the runtime thread that woke it, so
+/// every request crosses threads alone, twice; a batch thread waits until
+/// the runtime thread blocks and then moves everything queued in one go. On
+/// one shared core (bench/RESULTS.md) this took the handler route from
+/// about 57,000 to about 95,000 requests/s. With idle cores it changes
+/// nothing: a woken thread that finds a free core runs at once.
+///
+/// ZeroMQ starts its threads with a context's first socket, and a new
+/// thread takes its creator's policy (and name), so a short-lived thread
+/// named `kennel-zmq` under `SCHED_BATCH` makes that first socket.
+fn new_context(batch: bool) -> Result<zmq::Context, BridgeError> {
+    let context = zmq::Context::new();
+    if !batch {
+        return Ok(context);
+    }
+    let starter = context.clone();
+    let started = std::thread::Builder::new()
+        .name("kennel-zmq".into())
+        .spawn(move || {
+            if let Err(e) = crate::sys::batch_scheduling() {
+                warn!(error = %e, "cannot run ZeroMQ's threads under SCHED_BATCH; going on without");
+            }
+            starter.socket(zmq::PUSH).map(drop)
+        })?
+        .join();
+    match started {
+        Ok(result) => result?,
+        Err(_) => warn!("starting ZeroMQ's threads panicked; going on without SCHED_BATCH"),
+    }
+    Ok(context)
 }
 
 struct Pending {
@@ -254,12 +325,16 @@ struct Link {
     send_ident: String,
     protocol: Protocol,
     push: Arc<PushSide>,
-    sub: zmq::Socket,
     pending: VecDeque<Pending>,
 }
 
 impl Link {
-    fn bind(context: &zmq::Context, handler: &Handler, send_hwm: i32) -> Result<Link, BridgeError> {
+    /// Binds the handler's PUSH and SUB; the SUB goes to its reply task.
+    fn bind(
+        context: &zmq::Context,
+        handler: &Handler,
+        send_hwm: i32,
+    ) -> Result<(Link, zmq::Socket), BridgeError> {
         let push = context.socket(zmq::PUSH)?;
         push.set_sndhwm(send_hwm)?;
         push.set_linger(SHUTDOWN_LINGER.as_millis() as i32)?;
@@ -274,7 +349,7 @@ impl Link {
         let sub = context.socket(zmq::SUB)?;
         sub.set_linger(0)?;
         // Replies are drained as fast as they arrive; the bound only
-        // matters if the bridge thread itself falls behind.
+        // matters if the reply task itself falls behind.
         sub.set_rcvhwm(100_000)?;
         sub.set_subscribe(handler.recv_ident.as_bytes())?;
         sub.bind(&handler.recv_spec)
@@ -284,7 +359,7 @@ impl Link {
                 spec: handler.recv_spec.clone(),
                 source,
             })?;
-        Ok(Link {
+        let link = Link {
             id: handler.id,
             send_ident: handler.send_ident.clone(),
             protocol: handler.protocol,
@@ -292,9 +367,9 @@ impl Link {
                 socket: Mutex::new(push),
                 held: AtomicUsize::new(0),
             }),
-            sub,
             pending: VecDeque::new(),
-        })
+        };
+        Ok((link, sub))
     }
 
     /// A counted request left the bridge (sent, failed or expired).
@@ -326,7 +401,6 @@ struct Worker {
     receiver: Receiver<Command>,
     waker: Arc<Waker>,
     wake_read: UnixStream,
-    max_targets: usize,
 }
 
 impl Worker {
@@ -337,7 +411,7 @@ impl Worker {
                 return;
             }
             let timeout = self.poll_timeout();
-            let (wake, readable, writable) = match self.poll(timeout) {
+            let (wake, writable) = match self.poll(timeout) {
                 Ok(ready) => ready,
                 Err(e) => {
                     warn!(error = %e, "bridge: zmq poll failed");
@@ -350,9 +424,6 @@ impl Worker {
                 let mut sink = [0u8; 256];
                 while matches!((&self.wake_read).read(&mut sink), Ok(n) if n > 0) {}
             }
-            for i in readable {
-                self.read_replies(i);
-            }
             for i in writable {
                 self.flush_pending(i);
             }
@@ -360,9 +431,9 @@ impl Worker {
         }
     }
 
-    /// Polls the wake-up pipe, every SUB, and the PUSH sockets holding
-    /// requests. Returns (woken, readable links, writable links).
-    fn poll(&self, timeout: i64) -> Result<(bool, Vec<usize>, Vec<usize>), zmq::Error> {
+    /// Polls the wake-up pipe and the PUSH sockets holding requests.
+    /// Returns (woken, writable links).
+    fn poll(&self, timeout: i64) -> Result<(bool, Vec<usize>), zmq::Error> {
         // Only links holding requests poll their PUSH socket; tasks do not
         // use it meanwhile (they see `held` above zero), so holding its lock
         // for the poll blocks nobody.
@@ -371,13 +442,12 @@ impl Worker {
             .iter()
             .map(|l| (!l.pending.is_empty()).then(|| l.socket()))
             .collect();
-        let mut items = Vec::with_capacity(1 + 2 * self.links.len());
+        let mut items = Vec::with_capacity(1 + self.links.len());
         items.push(zmq::PollItem::from_fd(
             self.wake_read.as_raw_fd(),
             zmq::POLLIN,
         ));
-        for (link, guard) in self.links.iter().zip(&guards) {
-            items.push(link.sub.as_poll_item(zmq::POLLIN));
+        for guard in &guards {
             match guard {
                 Some(push) => items.push(push.as_poll_item(zmq::POLLOUT)),
                 None => items.push(zmq::PollItem::from_fd(-1, zmq::PollEvents::empty())),
@@ -385,17 +455,10 @@ impl Worker {
         }
         zmq::poll(&mut items, timeout)?;
         let wake = items[0].is_readable();
-        let mut readable = Vec::new();
-        let mut writable = Vec::new();
-        for i in 0..self.links.len() {
-            if items[1 + 2 * i].is_readable() {
-                readable.push(i);
-            }
-            if items[2 + 2 * i].is_writable() {
-                writable.push(i);
-            }
-        }
-        Ok((wake, readable, writable))
+        let writable = (0..self.links.len())
+            .filter(|&i| items[1 + i].is_writable())
+            .collect();
+        Ok((wake, writable))
     }
 
     /// Milliseconds until the earliest held item's deadline (-1: none).
@@ -530,29 +593,73 @@ impl Worker {
             link.pending = kept;
         }
     }
+}
 
-    fn read_replies(&mut self, handler: usize) {
-        for _ in 0..REPLY_BATCH {
-            let message = match self.links[handler].sub.recv_msg(zmq::DONTWAIT) {
-                Ok(m) => m,
-                Err(zmq::Error::EAGAIN) => return,
-                Err(e) => {
-                    warn!(handler = self.links[handler].id, error = %e, "bridge: receiving a reply failed");
-                    return;
+/// A handler's reply task: reads its SUB socket until the bridge stops.
+///
+/// `ZMQ_FD` is edge-like: it only says ZeroMQ has commands to process.
+/// So the socket is drained until `EAGAIN`, then `ZMQ_EVENTS` decides:
+/// readiness is cleared only when no message is waiting (tokio keeps a
+/// wake-up that raced with the clearing).
+async fn read_replies(mut sub: AsyncFd<ZmqFd>, mut replies: Replies) {
+    loop {
+        let mut guard = match sub.readable_mut().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                warn!(handler = replies.id, error = %e, "bridge: waiting for replies failed");
+                return;
+            }
+        };
+        let socket = guard.get_inner().socket();
+        let mut message = zmq::Message::new();
+        let mut budget = REPLY_BATCH;
+        while budget > 0 {
+            match socket.recv(&mut message, zmq::DONTWAIT) {
+                Ok(()) => {
+                    budget -= 1;
+                    replies.deliver(&Bytes::copy_from_slice(&message));
                 }
-            };
-            let bytes = Bytes::copy_from_slice(&message);
-            self.deliver(handler, &bytes);
+                Err(zmq::Error::EAGAIN) => break,
+                Err(e) => {
+                    warn!(handler = replies.id, error = %e, "bridge: receiving a reply failed");
+                    break;
+                }
+            }
+        }
+        if budget == 0 {
+            // More may be waiting: let the connections write, then go on
+            // (readiness is still set, so the next wait returns at once).
+            drop(guard);
+            tokio::task::yield_now().await;
+            continue;
+        }
+        match socket.get_events() {
+            Ok(events) if events.contains(zmq::POLLIN) => {}
+            _ => guard.clear_ready(),
         }
     }
+}
 
-    fn deliver(&mut self, handler: usize, message: &Bytes) {
+/// What a reply task needs to route a handler's replies.
+struct Replies {
+    /// The handler's index in the snapshot.
+    handler: usize,
+    /// `handler.id`, for logs.
+    id: i64,
+    registry: Arc<Registry>,
+    /// For disconnect notices, which go out through the bridge thread.
+    bridge: BridgeHandle,
+    max_targets: usize,
+}
+
+impl Replies {
+    fn deliver(&mut self, message: &Bytes) {
         let reply = match Reply::parse(message, self.max_targets) {
             Ok(r) => r,
             Err(e) => {
                 let shown = String::from_utf8_lossy(&message[..message.len().min(80)]);
                 warn!(
-                    handler = self.links[handler].id,
+                    handler = self.id,
                     error = %e,
                     reply = %shown,
                     "bridge: rejected a reply from a handler"
@@ -565,7 +672,7 @@ impl Worker {
             Body::Data([]) => Outgoing::Close,
             Body::Data(body) => Outgoing::Data(message.slice_ref(body)),
             Body::Extended(ext) => {
-                self.extended(handler, &ids, ext.key, &ext.value);
+                self.extended(&ids, ext.key, &ext.value);
                 return;
             }
         };
@@ -578,15 +685,15 @@ impl Worker {
                         "outbox overflow: dropping a client that does not read"
                     );
                 }
-                None => self.send_disconnect(handler, id),
+                None => self.bridge.disconnect(self.handler, id),
             }
         }
     }
 
-    fn extended(&mut self, handler: usize, ids: &[u64], key: &[u8], value: &Value<'_>) {
+    fn extended(&mut self, ids: &[u64], key: &[u8], value: &Value<'_>) {
         if key != b"ctl" {
             warn!(
-                handler = self.links[handler].id,
+                handler = self.id,
                 key = %String::from_utf8_lossy(key),
                 "bridge: extended reply for an xrequest Kennel does not run; ignored"
             );
@@ -598,15 +705,58 @@ impl Worker {
             Outgoing::KeepAlive
         } else {
             debug!(
-                handler = self.links[handler].id,
+                handler = self.id,
                 "bridge: ctl reply without an effect here"
             );
             return;
         };
         for &id in ids {
             if self.registry.deliver(id, item.clone()).is_none() && item != Outgoing::Cancel {
-                self.send_disconnect(handler, id);
+                self.bridge.disconnect(self.handler, id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scheduling policy of each of this process's threads named
+    /// `name` (field 41 of `/proc/self/task/*/stat`; 3 is SCHED_BATCH).
+    fn policies_of(name: &str) -> Vec<u32> {
+        let mut policies = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let path = task.unwrap().path();
+            let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+                continue;
+            };
+            if comm.trim_end() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap();
+            // Fields after the command (which is in parentheses) start at 3.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            let policy = rest.split(' ').nth(41 - 3).unwrap();
+            policies.push(policy.parse().unwrap());
+        }
+        policies
+    }
+
+    #[test]
+    fn zeromq_threads_run_under_sched_batch() {
+        let context = new_context(true).unwrap();
+        let policies = policies_of("kennel-zmq");
+        // ZeroMQ's I/O thread and its reaper, at least (other tests may
+        // have made contexts too; all of theirs are batch as well).
+        assert!(
+            policies.len() >= 2,
+            "threads named kennel-zmq: {policies:?}"
+        );
+        assert!(
+            policies.iter().all(|&p| p == libc::SCHED_BATCH as u32),
+            "{policies:?}"
+        );
+        drop(context);
     }
 }

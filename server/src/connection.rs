@@ -643,7 +643,7 @@ mod size_tests {
             let snapshot =
                 Arc::new(crate::config::load_from(&db, &crate::config::ServerSelector::Any).unwrap());
             let registry = Arc::new(Registry::new(Default::default()));
-            let bridge = crate::bridge::Bridge::start(&[], Arc::clone(&registry), 1000, 128).unwrap();
+            let bridge = crate::bridge::Bridge::start(&[], Arc::clone(&registry), &Default::default()).unwrap();
             let ctx = Arc::new(Context {
                 snapshot,
                 registry,

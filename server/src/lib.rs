@@ -9,7 +9,8 @@
 //! - [`http`]: the HTTP/1.1 request parser, chunked bodies, canned responses.
 //! - [`dir`]: the Dir handler (static files, conditionals, ranges, sendfile).
 //! - [`registry`]: connection ids → outboxes.
-//! - [`bridge`]: the ZeroMQ thread (requests to handlers, replies back).
+//! - [`bridge`]: the ZeroMQ sockets (requests to handlers, replies back).
+//! - [`sys`]: the two OS calls that need `unsafe` (the only module allowed it).
 //! - [`access`]: the access log (Mongrel2's tnetstring lines).
 //! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
 //! - [`cli`]: the `kennel` command line.
@@ -26,3 +27,4 @@ pub mod process;
 pub mod registry;
 pub mod routing;
 pub mod server;
+pub mod sys;

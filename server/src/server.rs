@@ -56,12 +56,7 @@ pub async fn run(
         settings.kennel_outbox_max_bytes,
         Duration::from_millis(settings.kennel_outbox_stall_ms),
     )));
-    let bridge = Bridge::start(
-        &snapshot.handlers,
-        Arc::clone(&registry),
-        settings.kennel_handler_send_hwm,
-        settings.limits_handler_targets,
-    )?;
+    let bridge = Bridge::start(&snapshot.handlers, Arc::clone(&registry), settings)?;
     let access_log = open_access_log(&snapshot)?;
     let ctx = Arc::new(Context {
         snapshot: Arc::clone(&snapshot),

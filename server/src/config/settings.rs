@@ -240,6 +240,12 @@ settings! {
     /// socket stops accepting more; Kennel then holds them until
     /// `connect_wait_ms` runs out).
     "kennel.handler.send_hwm" => kennel_handler_send_hwm: i32 = 10000;
+    /// Kennel. Default 1. When on, ZeroMQ's I/O threads run under
+    /// `SCHED_BATCH`, so waking one to move a message does not preempt the
+    /// thread serving connections; messages then leave in batches when
+    /// that thread blocks. Matters when the server shares its cores (see
+    /// `bench/RESULTS.md`); 0 leaves them under the default policy.
+    "kennel.zeromq.batch_scheduling" => kennel_zeromq_batch_scheduling: bool = true;
     /// Kennel. Default 4 MiB. Bytes queued for one connection above which it
     /// is dropped if it is not draining them (see `kennel.outbox.stall_ms`);
     /// a connection that drains may queue 8 times as much, never more.
@@ -279,7 +285,8 @@ mod tests {
         assert!(s.server_daemonize);
         assert!(!s.upload_stream);
         assert_eq!(s.kennel_handler_connect_wait_ms, 5000);
-        assert_eq!(Settings::KEYS.len(), 47);
+        assert!(s.kennel_zeromq_batch_scheduling);
+        assert_eq!(Settings::KEYS.len(), 48);
     }
 
     #[test]

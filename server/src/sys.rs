@@ -1,0 +1,69 @@
+//! The one module allowed `unsafe`: two operating-system calls that no
+//! safe crate in our tree offers.
+//!
+//! - [`ZmqFd::readable`] registers a ZeroMQ socket's `ZMQ_FD` with tokio's
+//!   reactor. tokio 1.54 made `AsyncFd` registration of a raw descriptor
+//!   `unsafe`, because nothing in the types proves the descriptor stays
+//!   open. Here it does: [`ZmqFd`] owns the socket the descriptor belongs
+//!   to, the `AsyncFd` owns the [`ZmqFd`], and dropping an `AsyncFd`
+//!   deregisters the descriptor before it drops (and ZeroMQ closes) what it
+//!   owns.
+//! - [`batch_scheduling`] puts the calling thread under `SCHED_BATCH`
+//!   (`sched_setscheduler(2)`; `nix` has no wrapper for it).
+//!
+//! Nothing else in Kennel uses `unsafe`; the workspace denies it.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// A ZeroMQ socket together with its `ZMQ_FD` (a descriptor ZeroMQ
+/// signals when the socket has work; whether a message can be read or
+/// written is then asked with `ZMQ_EVENTS`).
+pub struct ZmqFd {
+    socket: zmq::Socket,
+    fd: RawFd,
+}
+
+impl ZmqFd {
+    /// Registers `socket` for readability with the current tokio runtime
+    /// (so this must be called from within one).
+    pub fn readable(socket: zmq::Socket) -> std::io::Result<AsyncFd<ZmqFd>> {
+        let fd = socket.get_fd()?;
+        let inner = ZmqFd { socket, fd };
+        // SAFETY: `fd` is the open ZMQ_FD of `inner.socket`, which `inner`
+        // owns; it stays open, and `as_raw_fd` keeps returning it, until
+        // the `AsyncFd` (which owns `inner`) is dropped, and `AsyncFd`
+        // deregisters it before dropping `inner`.
+        unsafe { AsyncFd::register_with_interest(inner, Interest::READABLE) }.map_err(|e| e.into())
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &zmq::Socket {
+        &self.socket
+    }
+}
+
+impl AsRawFd for ZmqFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+/// Puts the calling thread under `SCHED_BATCH`: the scheduler treats it as
+/// a batch job that does not preempt a running thread when it wakes up.
+/// Threads it creates afterwards inherit the policy. Needs no privilege.
+pub fn batch_scheduling() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, initialised `sched_param` that outlives
+    // the call; pid 0 means the calling thread, and the kernel only reads
+    // `param`.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
