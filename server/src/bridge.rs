@@ -114,10 +114,28 @@ impl Waker {
 /// never waits for the bridge.
 struct PushSide {
     socket: Mutex<zmq::Socket>,
+    /// For disconnect notices: `handler.send_ident` and its protocol.
+    send_ident: String,
+    protocol: Protocol,
     /// Requests handed to the bridge and not yet sent or expired. While it
     /// is above zero, tasks must not send directly, so one connection's
     /// requests can never overtake each other.
     held: AtomicUsize,
+}
+
+impl PushSide {
+    /// Sends `message` now if nothing is held for this handler, nobody else
+    /// is using the socket and a handler process can take it; `false`
+    /// otherwise (then the bridge must take it, to keep the order).
+    fn try_send(&self, message: &[u8]) -> bool {
+        if self.held.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let Ok(socket) = self.socket.try_lock() else {
+            return false;
+        };
+        self.held.load(Ordering::Acquire) == 0 && socket.send(message, zmq::DONTWAIT).is_ok()
+    }
 }
 
 /// What connection tasks use to reach handlers. Cheap to clone.
@@ -134,14 +152,8 @@ impl BridgeHandle {
     /// takes it within `wait`, the connection gets [`Outgoing::Unavailable`].
     pub fn dispatch(&self, handler: usize, conn_id: u64, message: Vec<u8>, wait: Duration) {
         if let Some(side) = self.push.get(handler) {
-            if side.held.load(Ordering::Acquire) == 0 {
-                if let Ok(socket) = side.socket.try_lock() {
-                    if side.held.load(Ordering::Acquire) == 0
-                        && socket.send(&message[..], zmq::DONTWAIT).is_ok()
-                    {
-                        return;
-                    }
-                }
+            if side.try_send(&message) {
+                return;
             }
             // No handler ready (EAGAIN), the socket busy, or requests held:
             // the bridge sends it, holds it, or answers 503 in time.
@@ -155,8 +167,22 @@ impl BridgeHandle {
         });
     }
 
-    /// Tells handler `handler` that connection `conn_id` is gone.
+    /// Tells handler `handler` that connection `conn_id` is gone: sent at
+    /// once if possible, like a request; otherwise through the bridge,
+    /// which lets it wait for a handler for a while.
     pub fn disconnect(&self, handler: usize, conn_id: u64) {
+        if let Some(side) = self.push.get(handler) {
+            let mut message = Vec::with_capacity(128);
+            request::encode_disconnect(
+                &mut message,
+                side.protocol,
+                side.send_ident.as_bytes(),
+                conn_id,
+            );
+            if side.try_send(&message) {
+                return;
+            }
+        }
         self.send(Command::Disconnect { handler, conn_id });
     }
 
@@ -322,8 +348,6 @@ struct Pending {
 /// One handler's sockets and its held requests.
 struct Link {
     id: i64,
-    send_ident: String,
-    protocol: Protocol,
     push: Arc<PushSide>,
     pending: VecDeque<Pending>,
 }
@@ -361,10 +385,10 @@ impl Link {
             })?;
         let link = Link {
             id: handler.id,
-            send_ident: handler.send_ident.clone(),
-            protocol: handler.protocol,
             push: Arc::new(PushSide {
                 socket: Mutex::new(push),
+                send_ident: handler.send_ident.clone(),
+                protocol: handler.protocol,
                 held: AtomicUsize::new(0),
             }),
             pending: VecDeque::new(),
@@ -537,8 +561,8 @@ impl Worker {
         let mut message = Vec::with_capacity(96);
         request::encode_disconnect(
             &mut message,
-            link.protocol,
-            link.send_ident.as_bytes(),
+            link.push.protocol,
+            link.push.send_ident.as_bytes(),
             conn_id,
         );
         // A notice waits for a handler as long as a request would (5 s by

@@ -323,7 +323,13 @@ fn run_runtime(snapshot: Snapshot, listener: TcpListener) -> Result<(), ProcessE
             tokio::net::TcpListener::from_std(listener).map_err(ProcessError::Runtime)?;
         let shutdown = CancellationToken::new();
         tokio::spawn(watch_signals(shutdown.clone()));
-        let result = crate::server::run(Arc::new(snapshot), listener, shutdown).await;
+        // On a worker, not on this thread: accepting where the connection
+        // tasks run saves a cross-thread wake-up per new connection.
+        let server = tokio::spawn(crate::server::run(Arc::new(snapshot), listener, shutdown));
+        let result = match server.await {
+            Ok(result) => result,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         if let Err(e) = &result {
             error!(error = %e, "server stopped");
         }
