@@ -405,6 +405,9 @@ scenarios_a_to_e() {
 }
 
 # idle SERVER KEY COUNT REP [SOURCES]: RSS growth per idle connection (f).
+# With idle_load=1, also runs scenario a's load (key fa) while the idle
+# connections are held, for handler servers.
+idle_load=0
 idle() {
     local s=$1 key=$2 count=$3 rep=$4 sources=${5:-}
     local out=$work/raw/$s-$key-$rep.txt
@@ -435,6 +438,9 @@ idle() {
             remark "$key" "$s" "run $rep: $failed of $count connections failed ($(grep -m1 '^first_error' "$out"))"
         grep -q '^statuses' "$out" && ! grep -q '^statuses 200:[0-9]*$' "$out" &&
             remark "$key" "$s" "run $rep: not every response was 200 ($(grep -m1 '^statuses' "$out"))"
+        if ((idle_load)) && [[ $s != nginx ]]; then
+            load "$s" fa /bench/hello "$conns" "$seconds" "$rep"
+        fi
     else
         remark "$key" "$s" "run $rep: idle-conns opened nothing: $(tail -n 1 "$out")"
     fi
@@ -506,9 +512,9 @@ if wants_scenario f; then
     else
         for rep in $(seq "$reps"); do
             for s in $servers; do
-                log "run $rep/$reps: $s, scenario f ($idle_conns idle connections)"
+                log "run $rep/$reps: $s, scenario f ($idle_conns idle connections, then a's load beside them)"
                 if start_server "$s"; then
-                    idle "$s" f "$idle_conns" "$rep"
+                    idle_load=1 idle "$s" f "$idle_conns" "$rep"
                 fi
                 stop_server
             done
@@ -627,6 +633,13 @@ target() {
         km_*) value=$km ;;
         kn_*) value=$kn ;;
         k_*) value=${k:-–} ;;
+        ka_*)
+            # Kennel's median here over its own median of scenario a.
+            local a
+            a=$(median a.rps kennel) || true
+            value=–
+            [[ -n $k && -n $a ]] && value=$(awk -v k="$k" -v a="$a" 'BEGIN { printf "%.2f", k / a }')
+            ;;
     esac
     if [[ -z $value || $value == "–" ]]; then
         echo "$text|–"
@@ -656,6 +669,7 @@ rows=(
     "e.static.p50|e. round trip, static 1 KiB, 1 conn, p50|µs ↓|0"
     "e.static.p99|e. round trip, static 1 KiB, 1 conn, p99|µs ↓|0"
     "f.kib|f. RSS per idle keep-alive conn, $idle_conns conns|KiB ↓|2"
+    "fa.rps|f. a's load with those $idle_conns idle conns open|req/s ↑|0"
     "f100k.kib|f. RSS per idle conn, Kennel, $idle_conns_big conns|KiB ↓|2"
     "g.ms|g. broadcast to $broadcast_conns conns (batches of $broadcast_batch)|ms ↓|2"
     "h.ms|h. no handler: time to an answer (Kennel wait $connect_wait_ms ms)|ms ↓|0"
