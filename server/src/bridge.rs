@@ -150,9 +150,10 @@ impl BridgeHandle {
     /// Sends a request message to handler `handler` (an index into the
     /// snapshot's handlers) for connection `conn_id`; if no handler process
     /// takes it within `wait`, the connection gets [`Outgoing::Unavailable`].
-    pub fn dispatch(&self, handler: usize, conn_id: u64, message: Vec<u8>, wait: Duration) {
+    /// The message is copied only when the bridge has to take it over.
+    pub fn dispatch(&self, handler: usize, conn_id: u64, message: &[u8], wait: Duration) {
         if let Some(side) = self.push.get(handler) {
-            if side.try_send(&message) {
+            if side.try_send(message) {
                 return;
             }
             // No handler ready (EAGAIN), the socket busy, or requests held:
@@ -162,7 +163,7 @@ impl BridgeHandle {
         self.send(Command::Dispatch {
             handler,
             conn_id,
-            message,
+            message: message.to_vec(),
             wait,
         });
     }
@@ -262,6 +263,7 @@ impl Bridge {
                     registry: Arc::clone(&registry),
                     bridge: handle.clone(),
                     max_targets,
+                    ids: Vec::new(),
                 };
                 tokio::spawn(read_replies(sub, replies))
             })
@@ -641,7 +643,7 @@ async fn read_replies(mut sub: AsyncFd<ZmqFd>, mut replies: Replies) {
             match socket.recv(&mut message, zmq::DONTWAIT) {
                 Ok(()) => {
                     budget -= 1;
-                    replies.deliver(&Bytes::copy_from_slice(&message));
+                    replies.deliver(&message);
                 }
                 Err(zmq::Error::EAGAIN) => break,
                 Err(e) => {
@@ -674,10 +676,14 @@ struct Replies {
     /// For disconnect notices, which go out through the bridge thread.
     bridge: BridgeHandle,
     max_targets: usize,
+    /// The current reply's ids (kept for its capacity).
+    ids: Vec<u64>,
 }
 
 impl Replies {
-    fn deliver(&mut self, message: &Bytes) {
+    /// Routes one reply. Only its body is copied (once, whatever the number
+    /// of ids); the id list goes into a buffer reused across replies.
+    fn deliver(&mut self, message: &[u8]) {
         let reply = match Reply::parse(message, self.max_targets) {
             Ok(r) => r,
             Err(e) => {
@@ -691,26 +697,38 @@ impl Replies {
                 return;
             }
         };
-        let ids: Vec<u64> = reply.ids().collect();
-        let item = match reply.body() {
-            Body::Data([]) => Outgoing::Close,
-            Body::Data(body) => Outgoing::Data(message.slice_ref(body)),
-            Body::Extended(ext) => {
-                self.extended(&ids, ext.key, &ext.value);
-                return;
-            }
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        ids.extend(reply.ids());
+        match reply.body() {
+            Body::Data([]) => self.push_all(&ids, Outgoing::Close),
+            Body::Data(body) => self.push_all(&ids, Outgoing::Data(Bytes::copy_from_slice(body))),
+            Body::Extended(ext) => self.extended(&ids, ext.key, &ext.value),
+        }
+        self.ids = ids;
+    }
+
+    /// Queues `item` for every id; a dead id gets a disconnect notice.
+    fn push_all(&mut self, ids: &[u64], item: Outgoing) {
+        let Some((&last, rest)) = ids.split_last() else {
+            return;
         };
-        for id in ids {
-            match self.registry.deliver(id, item.clone()) {
-                Some(Pushed::Queued | Pushed::Finished) => {}
-                Some(Pushed::Overflowed) => {
-                    debug!(
-                        conn.id = id,
-                        "outbox overflow: dropping a client that does not read"
-                    );
-                }
-                None => self.bridge.disconnect(self.handler, id),
+        for &id in rest {
+            self.push_one(id, item.clone());
+        }
+        self.push_one(last, item);
+    }
+
+    fn push_one(&mut self, id: u64, item: Outgoing) {
+        match self.registry.deliver(id, item) {
+            Some(Pushed::Queued | Pushed::Finished) => {}
+            Some(Pushed::Overflowed) => {
+                debug!(
+                    conn.id = id,
+                    "outbox overflow: dropping a client that does not read"
+                );
             }
+            None => self.bridge.disconnect(self.handler, id),
         }
     }
 

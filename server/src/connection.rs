@@ -380,48 +380,7 @@ impl Connection {
                 o
             }
         };
-        let headers: Vec<(&[u8], &[u8])> = head.headers().collect();
-        // The peer's address as text, on the stack: an idle connection keeps
-        // no string of its own.
-        let mut ip_buf = [0u8; 48];
-        let peer_ip = {
-            use std::io::Write as _;
-            let mut cursor = std::io::Cursor::new(&mut ip_buf[..]);
-            let _ = write!(cursor, "{}", self.peer.ip());
-            let len = cursor.position() as usize;
-            &ip_buf[..len]
-        };
-        let forwarded_for = (!settings.no_clobber_xff).then_some(peer_ip);
-        let request_head = RequestHead {
-            path: head.path(),
-            method: head.method(),
-            version: Some(head.version().as_str().as_bytes()),
-            uri: Some(head.uri()),
-            query: head.query(),
-            fragment: head.fragment(),
-            pattern: pattern.as_bytes(),
-            url_scheme: ctx.url_scheme.as_bytes(),
-            remote_addr: peer_ip,
-            headers: &headers,
-            forwarded_for,
-            extra: &[],
-        };
-        let target = &ctx.snapshot.handlers[handler];
-        let mut message = Vec::with_capacity(256 + head.wire_len() + body.len());
-        request::encode(
-            &mut message,
-            target.protocol,
-            target.send_ident.as_bytes(),
-            outbox.id(),
-            &request_head,
-            &body,
-        );
-        ctx.bridge.dispatch(
-            handler,
-            outbox.id(),
-            message,
-            Duration::from_millis(target.connect_wait_ms),
-        );
+        send_request(&ctx, head, handler, pattern, &body, self.peer, outbox.id());
         if !self.handlers_used.contains(&handler) {
             self.handlers_used.push(handler);
         }
@@ -587,6 +546,99 @@ impl Connection {
             }
         }
     }
+}
+
+/// Headers kept on the stack when encoding a request; more spill to a `Vec`.
+const STACK_HEADERS: usize = 64;
+
+/// Largest encoding buffer a runtime thread keeps between requests.
+const KEEP_ENCODE_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// Each runtime thread encodes requests into one reused buffer (ZeroMQ
+    /// copies the message when it is sent, so nothing is allocated here per
+    /// request).
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Encodes the request message for `handler` (Mongrel2's format,
+/// PROTOCOL.md §1.2) and hands it to the bridge. Synchronous, so the
+/// header list on the stack is never part of a connection's future.
+fn send_request(
+    ctx: &Context,
+    head: &Head,
+    handler: usize,
+    pattern: &str,
+    body: &[u8],
+    peer: SocketAddr,
+    conn_id: u64,
+) {
+    let empty: (&[u8], &[u8]) = (b"", b"");
+    let mut stack = [empty; STACK_HEADERS];
+    let mut spilled = Vec::new();
+    let mut count = 0;
+    for header in head.headers() {
+        if count < STACK_HEADERS {
+            stack[count] = header;
+        } else {
+            if spilled.is_empty() {
+                spilled.extend_from_slice(&stack);
+            }
+            spilled.push(header);
+        }
+        count += 1;
+    }
+    let headers = if spilled.is_empty() {
+        &stack[..count]
+    } else {
+        &spilled[..]
+    };
+    // The peer's address as text, on the stack.
+    let mut ip_buf = [0u8; 48];
+    let peer_ip = {
+        use std::io::Write as _;
+        let mut cursor = std::io::Cursor::new(&mut ip_buf[..]);
+        let _ = write!(cursor, "{}", peer.ip());
+        let len = cursor.position() as usize;
+        &ip_buf[..len]
+    };
+    let settings = &ctx.snapshot.settings;
+    let forwarded_for = (!settings.no_clobber_xff).then_some(peer_ip);
+    let request_head = RequestHead {
+        path: head.path(),
+        method: head.method(),
+        version: Some(head.version().as_str().as_bytes()),
+        uri: Some(head.uri()),
+        query: head.query(),
+        fragment: head.fragment(),
+        pattern: pattern.as_bytes(),
+        url_scheme: ctx.url_scheme.as_bytes(),
+        remote_addr: peer_ip,
+        headers,
+        forwarded_for,
+        extra: &[],
+    };
+    let target = &ctx.snapshot.handlers[handler];
+    ENCODE_BUFFER.with_borrow_mut(|message| {
+        message.clear();
+        request::encode(
+            message,
+            target.protocol,
+            target.send_ident.as_bytes(),
+            conn_id,
+            &request_head,
+            body,
+        );
+        ctx.bridge.dispatch(
+            handler,
+            conn_id,
+            message,
+            Duration::from_millis(target.connect_wait_ms),
+        );
+        if message.capacity() > KEEP_ENCODE_BUFFER {
+            *message = Vec::new();
+        }
+    });
 }
 
 /// Why a request's body could not be read.
