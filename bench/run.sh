@@ -92,6 +92,7 @@ kennel_bin=$root/target/release/kennel
 handler_bin=$root/target/release/bench-handler
 idle_tool=$root/target/release/idle-conns
 broadcast_tool=$root/target/release/broadcast
+floor_tool=$root/target/release/write-floor
 
 log() { printf '==> %s\n' "$*" >&2; }
 note() { printf '    %s\n' "$*" >&2; }
@@ -472,6 +473,23 @@ broadcast() {
     done
 }
 
+# write_floor REP: the same clients written to by a bare thread on the
+# server's core, no server (g's floor).
+write_floor() {
+    local rep=$1 out=$work/raw/floor-g-$1.txt
+    timeout 300 taskset -c "$cpu_load" "$floor_tool" --count "$broadcast_conns" \
+        --writer-cpu "$cpu_server" --rounds 3 >"$out" 2>&1 || true
+    local v values
+    values=$(awk '$1 == "elapsed_us" { print $2 }' "$out")
+    if [[ -z $values ]]; then
+        remark g floor "run $rep: write-floor gave no result: $(tail -n 1 "$out")"
+        return 0
+    fi
+    for v in $values; do
+        record g.floor.ms floor "$(awk -v u="$v" 'BEGIN { printf "%.3f", u / 1000 }')"
+    done
+}
+
 # no_handler SERVER: time to an answer on a route whose handler never runs (h).
 no_handler() {
     local s=$1 url="http://127.0.0.1:${http_port[$1]}/bench/absent" i line code secs
@@ -558,6 +576,10 @@ if wants_scenario g; then
                 start_server "$s" && broadcast "$s" "$rep"
                 stop_server
             done
+            if [[ -x $floor_tool ]]; then
+                log "run $rep/$reps: scenario g's floor (write-floor, no server)"
+                write_floor "$rep"
+            fi
         done
     fi
 fi
@@ -710,6 +732,17 @@ render() {
     if [[ -n $over ]]; then
         echo
         echo "Kennel's 503 came $(awk -v m="$over" -v w="$connect_wait_ms" 'BEGIN { printf "%.0f", m - w }') ms after its $connect_wait_ms ms connect wait (median)."
+    fi
+    local floor half
+    floor=$(median g.floor.ms floor) || true
+    if [[ -n $floor ]]; then
+        half=$(median g.ms mongrel2) || true
+        echo
+        echo -n "g's floor (bench/TOOLS.md, write-floor: the same $broadcast_conns clients, one write each from a bare thread on the server's core, no server): $(fmt "$floor" 2) ms (median)"
+        if [[ -n $half ]]; then
+            echo -n "; half of Mongrel2's time is $(awk -v m="$half" 'BEGIN { printf "%.2f", m / 2 }') ms"
+        fi
+        echo "."
     fi
     if [[ -s $work/notes.tsv ]]; then
         echo

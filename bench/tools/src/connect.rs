@@ -83,6 +83,21 @@ pub struct Opened<T> {
     pub first_error: Option<String>,
 }
 
+impl<T> Opened<T> {
+    /// An error naming how many of `count` failed and the first failure,
+    /// if any did.
+    pub fn check(&self, count: usize) -> Result<(), String> {
+        if self.failed == 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "{} of {count} connections failed; first: {}",
+            self.failed,
+            self.first_error.as_deref().unwrap_or_default()
+        ))
+    }
+}
+
 /// Opens `count` connections to `addr`, connection `i` from
 /// `sources[i % sources.len()]`, at most `in_flight` at a time, and runs
 /// `then(i, stream)` on each; the whole per-connection step is bounded by

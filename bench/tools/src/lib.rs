@@ -1,6 +1,6 @@
 //! Load tools for Kennel's benchmark suite (see `bench/TOOLS.md`).
 //!
-//! Two binaries share this library:
+//! Three binaries share this library:
 //!
 //! * `idle-conns` opens many TCP connections (optionally one keep-alive
 //!   request each) and holds them, so a script can measure the server's
@@ -8,14 +8,18 @@
 //! * `broadcast` plays a Mongrel2 handler, connects many clients to one
 //!   route and times how long one reply addressed to all of them takes to
 //!   reach every client.
+//! * `write-floor` times the same clients getting one write each from a
+//!   bare thread, with no server: the least any server can take for it.
 //!
 //! Layout: [`connect`] opens client connections (source addresses, bounded
 //! concurrency, timeouts); [`response`] reads one HTTP response off a
 //! connection; [`escape`] turns a request given on the command line into
-//! bytes; [`rlimit`] raises the open-file limit. The binaries in `src/bin/`
+//! bytes; [`rlimit`] raises the open-file limit; [`listeners`] are the
+//! clients that wait for a broadcast and time it. The binaries in `src/bin/`
 //! only parse arguments, call these and print.
 
 pub mod connect;
 pub mod escape;
+pub mod listeners;
 pub mod response;
 pub mod rlimit;

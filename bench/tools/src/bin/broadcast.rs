@@ -6,22 +6,17 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use kennel_bench_tools::connect::{self, DEFAULT_IN_FLIGHT};
+use kennel_bench_tools::listeners::{body, check_args, client, wait_round, Progress};
 use kennel_bench_tools::rlimit;
 use kennel_handler::Connection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::Notify;
-
-/// The shortest body: room for the round marker (`round 0000 `) and a
-/// newline.
-const MIN_BODY_BYTES: usize = 16;
+use tokio::io::AsyncWriteExt;
 
 /// How long the handler waits for one request before checking on the
 /// clients again.
@@ -80,56 +75,9 @@ fn parse_sources(text: &str) -> Result<Sources, String> {
         .map_err(|e| format!("{e} (expected e.g. 127.0.0.2,127.0.0.3)"))
 }
 
-/// What the clients have received, shared with the handler side.
-struct Progress {
-    /// Clients that have the whole body of round `r`.
-    done: Vec<AtomicUsize>,
-    /// When the last client completed round `r`.
-    finished_at: Mutex<Vec<Option<Instant>>>,
-    /// Clients that failed, and the first failure.
-    failed: AtomicUsize,
-    first_error: Mutex<Option<String>>,
-    /// Woken when a round completes or a client fails.
-    wake: Notify,
-    clients: usize,
-}
-
-impl Progress {
-    fn round_done(&self, round: usize) {
-        if self.done[round].fetch_add(1, Ordering::AcqRel) + 1 == self.clients {
-            self.finished_at.lock().unwrap()[round] = Some(Instant::now());
-            self.wake.notify_one();
-        }
-    }
-
-    fn fail(&self, error: String) {
-        self.first_error.lock().unwrap().get_or_insert(error);
-        self.failed.fetch_add(1, Ordering::AcqRel);
-        self.wake.notify_one();
-    }
-
-    fn first_error(&self) -> String {
-        self.first_error.lock().unwrap().clone().unwrap_or_default()
-    }
-}
-
-/// The body of round `r`: `round NNNN ` padded with `.` to `len` bytes,
-/// the last being a newline.
-fn body(round: usize, len: usize) -> Vec<u8> {
-    let mut body = format!("round {round:04} ").into_bytes();
-    body.resize(len - 1, b'.');
-    body.push(b'\n');
-    body
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.body_bytes < MIN_BODY_BYTES {
-        bail!("--body-bytes must be at least {MIN_BODY_BYTES}");
-    }
-    if args.count == 0 || args.rounds == 0 {
-        bail!("--count and --rounds must be at least 1");
-    }
+    check_args(args.count, args.rounds, args.body_bytes).map_err(anyhow::Error::msg)?;
     if let Err(e) = rlimit::raise_nofile_limit() {
         eprintln!("broadcast: warning: cannot raise the open-file limit: {e}");
     }
@@ -144,14 +92,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let timeout = Duration::from_secs(args.timeout_secs);
     let addr = runtime.block_on(connect::resolve(&args.addr))?;
-    let progress = Arc::new(Progress {
-        done: (0..args.rounds).map(|_| AtomicUsize::new(0)).collect(),
-        finished_at: Mutex::new(vec![None; args.rounds]),
-        failed: AtomicUsize::new(0),
-        first_error: Mutex::new(None),
-        wake: Notify::new(),
-        clients: args.count,
-    });
+    let progress = Arc::new(Progress::new(args.count, args.rounds));
     let expected: Arc<Vec<u8>> = Arc::new(
         (0..args.rounds)
             .flat_map(|r| body(r, args.body_bytes))
@@ -205,14 +146,7 @@ fn main() -> anyhow::Result<()> {
         }
         if opening.as_ref().is_some_and(|o| o.is_finished()) {
             let opened = runtime.block_on(opening.take().unwrap())?;
-            if opened.failed > 0 {
-                bail!(
-                    "{} of {} connections failed; first: {}",
-                    opened.failed,
-                    args.count,
-                    opened.first_error.unwrap_or_default()
-                );
-            }
+            opened.check(args.count).map_err(anyhow::Error::msg)?;
         }
         if progress.failed.load(Ordering::Acquire) > 0 {
             bail!("a client failed: {}", progress.first_error());
@@ -254,61 +188,4 @@ fn main() -> anyhow::Result<()> {
     // Do not wait for the client tasks (they read until the server closes).
     runtime.shutdown_background();
     Ok(())
-}
-
-/// Waits until every client has round `round`, a client fails, or the
-/// deadline; the completion time, if complete.
-async fn wait_round(progress: &Progress, round: usize, deadline: Instant) -> Option<Instant> {
-    loop {
-        if progress.done[round].load(Ordering::Acquire) >= progress.clients {
-            return progress.finished_at.lock().unwrap()[round];
-        }
-        if progress.failed.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let wake = progress.wake.notified();
-        if tokio::time::timeout_at(deadline.into(), wake)
-            .await
-            .is_err()
-        {
-            return None;
-        }
-    }
-}
-
-/// One client: reads the broadcast bodies, checking every byte against the
-/// expected stream and counting each round it completes; then keeps reading
-/// so that anything extra is noticed.
-async fn client(
-    mut stream: TcpStream,
-    expected: Arc<Vec<u8>>,
-    body_bytes: usize,
-    progress: Arc<Progress>,
-) {
-    let mut buf = vec![0u8; 4096];
-    let mut at = 0;
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) if at == expected.len() => return,
-            Ok(0) => {
-                return progress.fail(format!(
-                    "the server closed a connection after {at} of {} bytes",
-                    expected.len()
-                ))
-            }
-            Ok(n) => n,
-            Err(e) => return progress.fail(format!("read: {e}")),
-        };
-        if expected.get(at..at + n) != Some(&buf[..n]) {
-            return progress.fail(format!(
-                "unexpected bytes at offset {at}: {:?}",
-                String::from_utf8_lossy(&buf[..n.min(80)])
-            ));
-        }
-        let before = at / body_bytes;
-        at += n;
-        for round in before..at / body_bytes {
-            progress.round_done(round);
-        }
-    }
 }
