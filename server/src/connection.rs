@@ -122,8 +122,6 @@ struct Connection {
 enum Event {
     /// Bytes read into the buffer (0: the client closed).
     Read(usize),
-    /// The socket looked readable but had nothing (a spurious wake-up).
-    Spurious,
     Outbox,
     Timeout,
     Shutdown,
@@ -167,7 +165,7 @@ impl Connection {
             }
             match self.wait().await? {
                 Event::Read(0) => return Ok(()),
-                Event::Read(_) | Event::Spurious => {}
+                Event::Read(_) => {}
                 Event::Outbox => {
                     if Box::pin(self.flush_outbox()).await? == Next::Close {
                         return Ok(());
@@ -217,19 +215,24 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             } => Ok(Event::Outbox),
-            // `poll_read_ready` rather than `readable()`: it parks the waker
-            // in the socket's own slot, so the idle future holds no waiter.
-            r = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)) => {
-                r?;
+            // `poll_read_ready` first: it parks the waker in the socket's
+            // own slot, so the idle future holds no waiter, and the buffer
+            // is only allocated once there is something to read. Then
+            // `poll_read_buf` (not `try_read_buf`): a read that does not
+            // fill the buffer tells tokio the socket is drained, which
+            // saves the second `recv` that would only say EAGAIN.
+            r = std::future::poll_fn(|cx| {
+                std::task::ready!(self.stream.poll_read_ready(cx))?;
                 if self.buf.capacity() - self.buf.len() < 1024 {
                     self.buf.reserve(READ_CHUNK);
                 }
-                match self.stream.try_read_buf(&mut self.buf) {
-                    Ok(n) => Ok(Event::Read(n)),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Event::Spurious),
-                    Err(e) => Err(e.into()),
+                let read = tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.stream), cx, &mut self.buf);
+                if read.is_pending() && self.buf.is_empty() {
+                    // Readiness was stale: stay idle without a buffer.
+                    self.buf = BytesMut::new();
                 }
-            }
+                read
+            }) => r.map(Event::Read).map_err(Into::into),
             _ = sleep_until(deadline) => Ok(Event::Timeout),
             _ = shutdown.cancelled(), if idle => Ok(Event::Shutdown),
         }
