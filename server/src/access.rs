@@ -157,6 +157,11 @@ pub fn encode_line(
 }
 
 fn write_lines(mut file: File, path: PathBuf, shared: Arc<Shared>) {
+    // Background work: when woken it must not preempt a thread serving
+    // requests (a flush copies up to megabytes), so it waits for a gap.
+    if let Err(e) = crate::sys::batch_scheduling() {
+        tracing::debug!(error = %e, "access log writer stays under the default scheduling policy");
+    }
     let mut spare = Vec::new();
     let mut failed = false;
     loop {
