@@ -637,13 +637,13 @@ async fn read_replies(mut sub: AsyncFd<ZmqFd>, mut replies: Replies) {
             }
         };
         let socket = guard.get_inner().socket();
-        let mut message = zmq::Message::new();
         let mut budget = REPLY_BATCH;
         while budget > 0 {
+            let mut message = zmq::Message::new();
             match socket.recv(&mut message, zmq::DONTWAIT) {
                 Ok(()) => {
                     budget -= 1;
-                    replies.deliver(&message);
+                    replies.deliver(message);
                 }
                 Err(zmq::Error::EAGAIN) => break,
                 Err(e) => {
@@ -666,6 +666,24 @@ async fn read_replies(mut sub: AsyncFd<ZmqFd>, mut replies: Replies) {
     }
 }
 
+/// Reply bodies from this size on are not copied out of their ZeroMQ
+/// message. Smaller ones are: libzmq may receive a small message into a
+/// shared 8 KiB buffer, and keeping the message alive keeps that whole
+/// buffer, so a queue of small bodies for a slow client could pin far more
+/// memory than its outbox accounts for. At 8 KiB and up a message has its
+/// own allocation or at most doubles.
+const ZERO_COPY_MIN: usize = 8 * 1024;
+
+/// A received ZeroMQ message as the owner of a [`Bytes`]: a large reply
+/// body goes to its connections' outboxes without being copied out of it.
+struct ZmqBody(zmq::Message);
+
+impl AsRef<[u8]> for ZmqBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// What a reply task needs to route a handler's replies.
 struct Replies {
     /// The handler's index in the snapshot.
@@ -681,10 +699,12 @@ struct Replies {
 }
 
 impl Replies {
-    /// Routes one reply. Only its body is copied (once, whatever the number
-    /// of ids); the id list goes into a buffer reused across replies.
-    fn deliver(&mut self, message: &[u8]) {
-        let reply = match Reply::parse(message, self.max_targets) {
+    /// Routes one reply. A large body is not copied: the outboxes share the
+    /// ZeroMQ message it arrived in (see [`ZmqBody`]); a small one is copied
+    /// once, whatever the number of ids. The id list goes into a buffer
+    /// reused across replies.
+    fn deliver(&mut self, message: zmq::Message) {
+        let reply = match Reply::parse(&message, self.max_targets) {
             Ok(r) => r,
             Err(e) => {
                 let shown = String::from_utf8_lossy(&message[..message.len().min(80)]);
@@ -700,11 +720,27 @@ impl Replies {
         let mut ids = std::mem::take(&mut self.ids);
         ids.clear();
         ids.extend(reply.ids());
-        match reply.body() {
-            Body::Data([]) => self.push_all(&ids, Outgoing::Close),
-            Body::Data(body) => self.push_all(&ids, Outgoing::Data(Bytes::copy_from_slice(body))),
-            Body::Extended(ext) => self.extended(&ids, ext.key, &ext.value),
-        }
+        let body = match reply.body() {
+            Body::Data([]) => None,
+            Body::Data(body) => {
+                // Where the body lies in the message (it borrows from it).
+                let start = body.as_ptr() as usize - message.as_ptr() as usize;
+                Some(start..start + body.len())
+            }
+            Body::Extended(ext) => {
+                self.extended(&ids, ext.key, &ext.value);
+                self.ids = ids;
+                return;
+            }
+        };
+        let item = match body {
+            None => Outgoing::Close,
+            Some(range) if range.len() < ZERO_COPY_MIN => {
+                Outgoing::Data(Bytes::copy_from_slice(&message[range]))
+            }
+            Some(range) => Outgoing::Data(Bytes::from_owner(ZmqBody(message)).slice(range)),
+        };
+        self.push_all(&ids, item);
         self.ids = ids;
     }
 
