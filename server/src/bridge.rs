@@ -17,6 +17,9 @@
 //! pushed into the addressed connections' outboxes in the [`Registry`];
 //! nothing here writes to a client or blocks on one.
 //!
+//! ZeroMQ's own I/O threads run under `SCHED_BATCH` (`new_context`), so
+//! handing them a message never preempts the thread serving connections.
+//!
 //! No handler connected (Kennel's decision; Mongrel2 waits forever): a
 //! request the PUSH socket cannot take is held here until a handler
 //! connects or its wait (`connect_wait_ms`) runs out, when the connection
