@@ -86,9 +86,10 @@ enum Command {
         message: Vec<u8>,
         wait: Duration,
     },
-    Disconnect {
+    /// An encoded disconnect notice that could not leave at once.
+    Notice {
         handler: usize,
-        conn_id: u64,
+        message: Vec<u8>,
     },
     Shutdown,
 }
@@ -175,19 +176,19 @@ impl BridgeHandle {
     /// once if possible, like a request; otherwise through the bridge,
     /// which lets it wait for a handler for a while.
     pub fn disconnect(&self, handler: usize, conn_id: u64) {
-        if let Some(side) = self.push.get(handler) {
-            let mut message = Vec::with_capacity(128);
-            request::encode_disconnect(
-                &mut message,
-                side.protocol,
-                side.send_ident.as_bytes(),
-                conn_id,
-            );
-            if side.try_send(&message) {
-                return;
-            }
+        let Some(side) = self.push.get(handler) else {
+            return;
+        };
+        let mut message = Vec::with_capacity(128);
+        request::encode_disconnect(
+            &mut message,
+            side.protocol,
+            side.send_ident.as_bytes(),
+            conn_id,
+        );
+        if !side.try_send(&message) {
+            self.send(Command::Notice { handler, message });
         }
-        self.send(Command::Disconnect { handler, conn_id });
     }
 
     fn send(&self, command: Command) {
@@ -357,6 +358,21 @@ struct Link {
     pending: VecDeque<Pending>,
 }
 
+/// Binds `socket` to `spec`, the handler row's `column`.
+fn bind(
+    socket: &zmq::Socket,
+    handler: &Handler,
+    column: &'static str,
+    spec: &str,
+) -> Result<(), BridgeError> {
+    socket.bind(spec).map_err(|source| BridgeError::Bind {
+        id: handler.id,
+        column,
+        spec: spec.to_owned(),
+        source,
+    })
+}
+
 impl Link {
     /// Binds the handler's PUSH and SUB; the SUB goes to its reply task.
     fn bind(
@@ -368,26 +384,14 @@ impl Link {
         push.set_sndhwm(send_hwm)?;
         push.set_linger(SHUTDOWN_LINGER.as_millis() as i32)?;
         push.set_identity(handler.send_ident.as_bytes())?;
-        push.bind(&handler.send_spec)
-            .map_err(|source| BridgeError::Bind {
-                id: handler.id,
-                column: "send_spec",
-                spec: handler.send_spec.clone(),
-                source,
-            })?;
+        bind(&push, handler, "send_spec", &handler.send_spec)?;
         let sub = context.socket(zmq::SUB)?;
         sub.set_linger(0)?;
         // Replies are drained as fast as they arrive; the bound only
         // matters if the reply task itself falls behind.
         sub.set_rcvhwm(100_000)?;
         sub.set_subscribe(handler.recv_ident.as_bytes())?;
-        sub.bind(&handler.recv_spec)
-            .map_err(|source| BridgeError::Bind {
-                id: handler.id,
-                column: "recv_spec",
-                spec: handler.recv_spec.clone(),
-                source,
-            })?;
+        bind(&sub, handler, "recv_spec", &handler.recv_spec)?;
         let link = Link {
             id: handler.id,
             push: Arc::new(PushSide {
@@ -513,8 +517,11 @@ impl Worker {
                     message,
                     wait,
                 }) => self.send(handler, Some(conn_id), message, wait, true),
-                Ok(Command::Disconnect { handler, conn_id }) => {
-                    self.send_disconnect(handler, conn_id);
+                // A notice waits for a handler as long as a request would
+                // (5 s is plenty for a restarting handler); it expires
+                // silently.
+                Ok(Command::Notice { handler, message }) => {
+                    self.send(handler, None, message, Duration::from_secs(5), false);
                 }
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
                 Err(TryRecvError::Empty) => return true,
@@ -557,22 +564,6 @@ impl Worker {
             message,
             deadline: Instant::now() + wait,
         });
-    }
-
-    fn send_disconnect(&mut self, handler: usize, conn_id: u64) {
-        let Some(link) = self.links.get(handler) else {
-            return;
-        };
-        let mut message = Vec::with_capacity(96);
-        request::encode_disconnect(
-            &mut message,
-            link.push.protocol,
-            link.push.send_ident.as_bytes(),
-            conn_id,
-        );
-        // A notice waits for a handler as long as a request would (5 s by
-        // default is plenty for a restarting handler); it expires silently.
-        self.send(handler, None, message, Duration::from_secs(5), false);
     }
 
     fn flush_pending(&mut self, handler: usize) {
@@ -747,19 +738,22 @@ impl Replies {
         self.ids = ids;
     }
 
-    /// Queues `item` for every id; a dead id gets a disconnect notice.
+    /// Queues `item` for every id; a dead id gets a disconnect notice
+    /// (except for a cancel, which wanted the connection gone anyway).
     fn push_all(&mut self, ids: &[u64], item: Outgoing) {
         let Some((&last, rest)) = ids.split_last() else {
             return;
         };
+        let now_ms = self.registry.now_ms();
+        let notify_dead = item != Outgoing::Cancel;
         for &id in rest {
-            self.push_one(id, item.clone());
+            self.push_one(id, item.clone(), now_ms, notify_dead);
         }
-        self.push_one(last, item);
+        self.push_one(last, item, now_ms, notify_dead);
     }
 
-    fn push_one(&mut self, id: u64, item: Outgoing) {
-        match self.registry.deliver(id, item) {
+    fn push_one(&mut self, id: u64, item: Outgoing, now_ms: u64, notify_dead: bool) {
+        match self.registry.deliver_at(id, item, now_ms) {
             Some(Pushed::Queued | Pushed::Finished) => {}
             Some(Pushed::Overflowed) => {
                 debug!(
@@ -767,7 +761,8 @@ impl Replies {
                     "outbox overflow: dropping a client that does not read"
                 );
             }
-            None => self.bridge.disconnect(self.handler, id),
+            None if notify_dead => self.bridge.disconnect(self.handler, id),
+            None => {}
         }
     }
 
@@ -791,11 +786,7 @@ impl Replies {
             );
             return;
         };
-        for &id in ids {
-            if self.registry.deliver(id, item.clone()).is_none() && item != Outgoing::Cancel {
-                self.bridge.disconnect(self.handler, id);
-            }
-        }
+        self.push_all(ids, item);
     }
 }
 

@@ -276,8 +276,14 @@ impl Registry {
     /// Queues an item for connection `id`; `None` if there is no such
     /// connection.
     pub fn deliver(&self, id: u64, item: Outgoing) -> Option<Pushed> {
+        self.deliver_at(id, item, self.now_ms())
+    }
+
+    /// [`deliver`](Self::deliver) with the clock already read (`now_ms`),
+    /// for one item going to many connections.
+    pub fn deliver_at(&self, id: u64, item: Outgoing, now_ms: u64) -> Option<Pushed> {
         let outbox = self.get(id)?;
-        Some(outbox.push(item, &self.limits, self.now_ms()))
+        Some(outbox.push(item, &self.limits, now_ms))
     }
 
     /// How many connections are registered.
