@@ -89,6 +89,26 @@ pub struct RequestHead<'a> {
     pub extra: &'a [(&'a [u8], &'a [u8])],
 }
 
+impl<'a> RequestHead<'a> {
+    /// A request for `path` as a server sends one for a local HTTP/1.1
+    /// client: `VERSION` `HTTP/1.1`, `URI` the path, `PATTERN` `/`,
+    /// `URL_SCHEME` `http`, `REMOTE_ADDR` `127.0.0.1`, no headers. Meant for
+    /// handler tests and tools; change any field with struct update syntax
+    /// (`RequestHead { headers, ..RequestHead::local(b"GET", b"/") }`).
+    pub fn local(method: &'a [u8], path: &'a [u8]) -> Self {
+        RequestHead {
+            path,
+            method,
+            version: Some(b"HTTP/1.1"),
+            uri: Some(path),
+            pattern: b"/",
+            url_scheme: b"http",
+            remote_addr: b"127.0.0.1",
+            ..RequestHead::default()
+        }
+    }
+}
+
 const XFF: &[u8] = b"x-forwarded-for";
 
 /// Appends one request message to `out`.
@@ -750,6 +770,27 @@ fn parse_json_headers(json: &[u8]) -> Result<Headers, RequestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_head_is_a_plain_http_1_1_request_from_loopback() {
+        let req = Request::from_head(
+            Protocol::Json,
+            b"S",
+            9,
+            &RequestHead::local(b"POST", b"/a/b"),
+            b"x",
+        );
+        let h = req.headers();
+        assert_eq!(h.get("METHOD"), Some("POST"));
+        assert_eq!(h.get("PATH"), Some("/a/b"));
+        assert_eq!(h.get("URI"), Some("/a/b"));
+        assert_eq!(h.get("VERSION"), Some("HTTP/1.1"));
+        assert_eq!(h.get("PATTERN"), Some("/"));
+        assert_eq!(h.get("URL_SCHEME"), Some("http"));
+        assert_eq!(h.get("REMOTE_ADDR"), Some("127.0.0.1"));
+        assert_eq!(h.get("QUERY"), None);
+        assert_eq!(req.body(), b"x");
+    }
 
     fn head<'a>(headers: &'a [(&'a [u8], &'a [u8])]) -> RequestHead<'a> {
         RequestHead {

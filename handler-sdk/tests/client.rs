@@ -72,16 +72,9 @@ impl FakeServer {
         body: &[u8],
     ) {
         let head = RequestHead {
-            path,
-            method: b"GET",
-            version: Some(b"HTTP/1.1"),
-            uri: Some(path),
-            pattern: b"/",
-            url_scheme: b"http",
-            remote_addr: b"127.0.0.1",
             headers,
             forwarded_for: Some(b"127.0.0.1"),
-            ..RequestHead::default()
+            ..RequestHead::local(b"GET", path)
         };
         let mut msg = Vec::new();
         request::encode(&mut msg, protocol, b"SENDER", id, &head, body);

@@ -114,15 +114,9 @@ mod tests {
 
     fn request(path: &str, version: &str, headers: &[(&[u8], &[u8])]) -> Request {
         let head = RequestHead {
-            path: path.as_bytes(),
-            method: b"GET",
             version: Some(version.as_bytes()),
-            uri: Some(path.as_bytes()),
-            pattern: b"/",
-            url_scheme: b"http",
-            remote_addr: b"127.0.0.1",
             headers,
-            ..RequestHead::default()
+            ..RequestHead::local(b"GET", path.as_bytes())
         };
         Request::from_head(Protocol::Tnetstring, b"S", 5, &head, b"")
     }

@@ -81,15 +81,9 @@ impl FakeServer {
 
     fn send(&self, id: u64, path: &str, version: &str, headers: &[(&[u8], &[u8])]) {
         let head = RequestHead {
-            path: path.as_bytes(),
-            method: b"GET",
             version: Some(version.as_bytes()),
-            uri: Some(path.as_bytes()),
-            pattern: b"/",
-            url_scheme: b"http",
-            remote_addr: b"127.0.0.1",
             headers,
-            ..RequestHead::default()
+            ..RequestHead::local(b"GET", path.as_bytes())
         };
         let mut msg = Vec::new();
         request::encode(

@@ -41,6 +41,20 @@ pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, std::net::AddrParseError
         .collect()
 }
 
+/// A `--sources` option: source addresses for the connections, used in
+/// turn (empty: let the OS choose).
+#[derive(Debug, Clone, Default)]
+pub struct Sources(pub Vec<IpAddr>);
+
+impl Sources {
+    /// Parses a `--sources` value, with an example in the error.
+    pub fn parse(text: &str) -> Result<Sources, String> {
+        parse_sources(text)
+            .map(Sources)
+            .map_err(|e| format!("{e} (expected e.g. 127.0.0.2,127.0.0.3)"))
+    }
+}
+
 /// The first address `HOST:PORT` resolves to.
 pub async fn resolve(addr: &str) -> io::Result<SocketAddr> {
     tokio::net::lookup_host(addr)

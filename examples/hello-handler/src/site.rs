@@ -117,15 +117,8 @@ mod tests {
 
     fn request(method: &str, path: &str, headers: &[(&[u8], &[u8])]) -> Request {
         let head = RequestHead {
-            path: path.as_bytes(),
-            method: method.as_bytes(),
-            version: Some(b"HTTP/1.1"),
-            uri: Some(path.as_bytes()),
-            pattern: b"/",
-            url_scheme: b"http",
-            remote_addr: b"127.0.0.1",
             headers,
-            ..RequestHead::default()
+            ..RequestHead::local(method.as_bytes(), path.as_bytes())
         };
         Request::from_head(Protocol::Tnetstring, b"S", 3, &head, b"")
     }

@@ -5,14 +5,13 @@
 //! format: `bench/TOOLS.md`.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use kennel_bench_tools::connect::{self, DEFAULT_IN_FLIGHT};
+use kennel_bench_tools::connect::{self, Sources, DEFAULT_IN_FLIGHT};
 use kennel_bench_tools::listeners::{body, check_args, client, wait_round, Progress};
 use kennel_bench_tools::rlimit;
 use kennel_handler::Connection;
@@ -56,7 +55,7 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     body_bytes: usize,
     /// Source IP addresses to bind to, comma-separated, used in turn.
-    #[arg(long, default_value = "", value_parser = parse_sources)]
+    #[arg(long, default_value = "", value_parser = Sources::parse)]
     sources: Sources,
     /// Connects in flight at once.
     #[arg(long, default_value_t = DEFAULT_IN_FLIGHT)]
@@ -64,15 +63,6 @@ struct Args {
     /// Give up when the clients' requests, or one round, take longer.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
-}
-
-#[derive(Debug, Clone)]
-struct Sources(Vec<IpAddr>);
-
-fn parse_sources(text: &str) -> Result<Sources, String> {
-    connect::parse_sources(text)
-        .map(Sources)
-        .map_err(|e| format!("{e} (expected e.g. 127.0.0.2,127.0.0.3)"))
 }
 
 fn main() -> anyhow::Result<()> {

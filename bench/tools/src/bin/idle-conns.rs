@@ -4,14 +4,13 @@
 //! measured. Output format: `bench/TOOLS.md`.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use kennel_bench_tools::connect::{self, DEFAULT_IN_FLIGHT};
+use kennel_bench_tools::connect::{self, Sources, DEFAULT_IN_FLIGHT};
 use kennel_bench_tools::{escape, response, rlimit};
 use nix::sys::socket::MsgFlags;
 use tokio::io::AsyncWriteExt;
@@ -30,7 +29,7 @@ struct Args {
     count: usize,
     /// Source IP addresses to bind to, comma-separated, used in turn
     /// (about 28,000 connections per address); default: the OS chooses.
-    #[arg(long, default_value = "", value_parser = parse_sources)]
+    #[arg(long, default_value = "", value_parser = Sources::parse)]
     sources: Sources,
     /// A request to send on each connection (backslash escapes such as
     /// `\r\n` are decoded); its response is read before holding.
@@ -46,15 +45,6 @@ struct Args {
     /// default: a background job in a script has /dev/null as its input).
     #[arg(long)]
     exit_on_stdin_eof: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Sources(Vec<IpAddr>);
-
-fn parse_sources(text: &str) -> Result<Sources, String> {
-    connect::parse_sources(text)
-        .map(Sources)
-        .map_err(|e| format!("{e} (expected e.g. 127.0.0.2,127.0.0.3)"))
 }
 
 fn main() -> anyhow::Result<()> {

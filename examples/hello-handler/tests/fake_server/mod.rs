@@ -120,17 +120,12 @@ impl FakeServer {
             None => req.path.to_owned(),
         };
         let head = RequestHead {
-            path: req.path.as_bytes(),
-            method: req.method.as_bytes(),
             version: Some(req.version.as_bytes()),
             uri: Some(uri.as_bytes()),
             query: req.query.map(str::as_bytes),
-            pattern: b"/",
-            url_scheme: b"http",
-            remote_addr: b"127.0.0.1",
             headers: req.headers,
             forwarded_for: Some(b"127.0.0.1"),
-            ..RequestHead::default()
+            ..RequestHead::local(req.method.as_bytes(), req.path.as_bytes())
         };
         let mut msg = Vec::new();
         request::encode(
