@@ -5,24 +5,71 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use anyhow::bail;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
 /// The shortest body: room for the round marker (`round 0000 `) and a
 /// newline.
 pub const MIN_BODY_BYTES: usize = 16;
 
-/// Checks a tool's `--count`, `--rounds` and `--body-bytes`.
-pub fn check_args(count: usize, rounds: usize, body_bytes: usize) -> Result<(), String> {
+/// Checks a tool's `--count`, `--rounds` and `--body-bytes`, and raises
+/// the open-file limit for its clients (a warning naming `tool` if it
+/// cannot).
+pub fn prepare(tool: &str, count: usize, rounds: usize, body_bytes: usize) -> anyhow::Result<()> {
     if body_bytes < MIN_BODY_BYTES {
-        return Err(format!("--body-bytes must be at least {MIN_BODY_BYTES}"));
+        bail!("--body-bytes must be at least {MIN_BODY_BYTES}");
     }
     if count == 0 || rounds == 0 {
-        return Err("--count and --rounds must be at least 1".into());
+        bail!("--count and --rounds must be at least 1");
     }
+    if let Err(e) = crate::rlimit::raise_nofile_limit() {
+        eprintln!("{tool}: warning: cannot raise the open-file limit: {e}");
+    }
+    Ok(())
+}
+
+/// Every byte all clients expect: the bodies of rounds `0..rounds`.
+pub fn expected(rounds: usize, body_bytes: usize) -> Arc<Vec<u8>> {
+    Arc::new((0..rounds).flat_map(|r| body(r, body_bytes)).collect())
+}
+
+/// Runs the timed rounds: for each, `send(round)` starts it and the clock,
+/// and the round ends when every client has the whole body. Prints
+/// `elapsed_us` per round and then `median_us` (bench/TOOLS.md).
+pub fn time_rounds(
+    runtime: &Runtime,
+    progress: &Progress,
+    timeout: Duration,
+    mut send: impl FnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let rounds = progress.done.len();
+    let mut elapsed = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let start = Instant::now();
+        send(round)?;
+        let Some(finished) = runtime.block_on(wait_round(progress, round, start + timeout)) else {
+            bail!(
+                "round {round}: {} of {} clients had the body after {timeout:?}; {} failed{}",
+                progress.done[round].load(Ordering::Acquire),
+                progress.clients,
+                progress.failed.load(Ordering::Acquire),
+                match progress.first_error() {
+                    e if e.is_empty() => String::new(),
+                    e => format!(", first: {e}"),
+                }
+            );
+        };
+        let us = finished.saturating_duration_since(start).as_micros();
+        println!("elapsed_us {us}");
+        elapsed.push(us);
+    }
+    elapsed.sort_unstable();
+    println!("median_us {}", elapsed[elapsed.len() / 2]);
     Ok(())
 }
 
@@ -86,7 +133,7 @@ pub fn body(round: usize, len: usize) -> Vec<u8> {
 
 /// Waits until every client has round `round`, a client fails, or the
 /// deadline; the completion time, if complete.
-pub async fn wait_round(progress: &Progress, round: usize, deadline: Instant) -> Option<Instant> {
+async fn wait_round(progress: &Progress, round: usize, deadline: Instant) -> Option<Instant> {
     loop {
         if progress.done[round].load(Ordering::Acquire) >= progress.clients {
             return progress.finished_at.lock().unwrap()[round];

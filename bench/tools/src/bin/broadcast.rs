@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use kennel_bench_tools::connect::{self, Sources, DEFAULT_IN_FLIGHT};
-use kennel_bench_tools::listeners::{body, check_args, client, wait_round, Progress};
-use kennel_bench_tools::rlimit;
+use kennel_bench_tools::listeners::{body, client, expected, prepare, time_rounds, Progress};
 use kennel_handler::Connection;
 use tokio::io::AsyncWriteExt;
 
@@ -67,10 +66,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    check_args(args.count, args.rounds, args.body_bytes).map_err(anyhow::Error::msg)?;
-    if let Err(e) = rlimit::raise_nofile_limit() {
-        eprintln!("broadcast: warning: cannot raise the open-file limit: {e}");
-    }
+    prepare("broadcast", args.count, args.rounds, args.body_bytes)?;
     let mut handler = Connection::connect(&args.send_spec, &args.recv_spec)
         .context("connecting the handler sockets")?;
     handler.set_max_targets(args.batch);
@@ -83,11 +79,7 @@ fn main() -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_secs);
     let addr = runtime.block_on(connect::resolve(&args.addr))?;
     let progress = Arc::new(Progress::new(args.count, args.rounds));
-    let expected: Arc<Vec<u8>> = Arc::new(
-        (0..args.rounds)
-            .flat_map(|r| body(r, args.body_bytes))
-            .collect(),
-    );
+    let expected = expected(args.rounds, args.body_bytes);
     let request =
         Arc::new(format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", args.path, args.host).into_bytes());
 
@@ -152,29 +144,9 @@ fn main() -> anyhow::Result<()> {
     let uuid = uuid.unwrap_or_default();
     println!("connected {}", ids.len());
 
-    let mut elapsed = Vec::with_capacity(args.rounds);
-    for round in 0..args.rounds {
-        let start = Instant::now();
-        handler.deliver(&uuid, &ids, &body(round, args.body_bytes))?;
-        let finished = runtime.block_on(wait_round(&progress, round, start + timeout));
-        let Some(finished) = finished else {
-            bail!(
-                "round {round}: {} of {} clients had the body after {timeout:?}; {} failed{}",
-                progress.done[round].load(Ordering::Acquire),
-                args.count,
-                progress.failed.load(Ordering::Acquire),
-                match progress.first_error() {
-                    e if e.is_empty() => String::new(),
-                    e => format!(", first: {e}"),
-                }
-            );
-        };
-        let us = finished.saturating_duration_since(start).as_micros();
-        println!("elapsed_us {us}");
-        elapsed.push(us);
-    }
-    elapsed.sort_unstable();
-    println!("median_us {}", elapsed[elapsed.len() / 2]);
+    time_rounds(&runtime, &progress, timeout, |round| {
+        Ok(handler.deliver(&uuid, &ids, &body(round, args.body_bytes))?)
+    })?;
     // Do not wait for the client tasks (they read until the server closes).
     runtime.shutdown_background();
     Ok(())

@@ -7,15 +7,14 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use kennel_bench_tools::connect::{self, DEFAULT_IN_FLIGHT};
-use kennel_bench_tools::listeners::{body, check_args, client, wait_round, Progress};
-use kennel_bench_tools::rlimit;
+use kennel_bench_tools::listeners::{body, client, expected, prepare, time_rounds, Progress};
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 
@@ -42,10 +41,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    check_args(args.count, args.rounds, args.body_bytes).map_err(anyhow::Error::msg)?;
-    if let Err(e) = rlimit::raise_nofile_limit() {
-        eprintln!("write-floor: warning: cannot raise the open-file limit: {e}");
-    }
+    prepare("write-floor", args.count, args.rounds, args.body_bytes)?;
     let listener = TcpListener::bind("127.0.0.1:0").context("binding a loopback port")?;
     let addr = listener.local_addr()?;
     let timeout = Duration::from_secs(args.timeout_secs);
@@ -66,11 +62,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let progress = Arc::new(Progress::new(args.count, args.rounds));
-    let expected: Arc<Vec<u8>> = Arc::new(
-        (0..args.rounds)
-            .flat_map(|r| body(r, args.body_bytes))
-            .collect(),
-    );
+    let expected = expected(args.rounds, args.body_bytes);
     let opened = runtime.block_on(open_clients(addr, &progress, expected, args.body_bytes))?;
     opened.check(args.count).map_err(anyhow::Error::msg)?;
     if accepted.recv_timeout(timeout).is_err() {
@@ -81,35 +73,17 @@ fn main() -> anyhow::Result<()> {
     }
     println!("connected {}", args.count);
 
-    let mut elapsed = Vec::with_capacity(args.rounds);
-    for round in 0..args.rounds {
-        let start = Instant::now();
-        if go.send(round).is_err() {
-            break;
-        }
-        let Some(finished) = runtime.block_on(wait_round(&progress, round, start + timeout)) else {
-            bail!(
-                "round {round}: {} of {} clients had the body after {timeout:?}; {} failed: {}",
-                progress.done[round].load(Ordering::Acquire),
-                args.count,
-                progress.failed.load(Ordering::Acquire),
-                progress.first_error()
-            );
-        };
-        let us = finished.saturating_duration_since(start).as_micros();
-        println!("elapsed_us {us}");
-        elapsed.push(us);
-    }
+    let timed = time_rounds(&runtime, &progress, timeout, |round| {
+        go.send(round)
+            .map_err(|_| anyhow::anyhow!("the writer stopped before round {round}"))
+    });
     drop(go);
+    // The writer's own error, if it stopped, says more than the round's.
     match writer.join() {
         Ok(result) => result.context("the writer")?,
         Err(_) => bail!("the writer panicked"),
     }
-    if elapsed.len() < args.rounds {
-        bail!("the writer stopped after {} rounds", elapsed.len());
-    }
-    elapsed.sort_unstable();
-    println!("median_us {}", elapsed[elapsed.len() / 2]);
+    timed?;
     runtime.shutdown_background();
     Ok(())
 }
