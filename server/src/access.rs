@@ -203,6 +203,28 @@ mod tests {
     use kennel_handler::tnetstring::{parse, Value};
 
     #[test]
+    fn the_writer_thread_runs_under_sched_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::open(&dir.path().join("access.log")).unwrap();
+        // The policy is set by the thread itself as it starts.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let policies = loop {
+            // Thread names are cut to 15 bytes.
+            let policies = crate::sys::thread_policies("kennel-access-l");
+            let batch = |p: &u32| *p == libc::SCHED_BATCH as u32;
+            if policies.iter().any(batch) || std::time::Instant::now() > deadline {
+                break policies;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(
+            policies.iter().any(|&p| p == libc::SCHED_BATCH as u32),
+            "{policies:?}"
+        );
+        drop(log);
+    }
+
+    #[test]
     fn lines_are_mongrel2_tnetstring_lists() {
         let mut line = Vec::new();
         let peer: SocketAddr = "127.0.0.1:5555".parse().unwrap();

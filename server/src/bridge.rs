@@ -794,31 +794,12 @@ impl Replies {
 mod tests {
     use super::*;
 
-    /// The scheduling policy of each of this process's threads named
-    /// `name` (field 41 of `/proc/self/task/*/stat`; 3 is SCHED_BATCH).
-    fn policies_of(name: &str) -> Vec<u32> {
-        let mut policies = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").unwrap() {
-            let path = task.unwrap().path();
-            let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
-                continue;
-            };
-            if comm.trim_end() != name {
-                continue;
-            }
-            let stat = std::fs::read_to_string(path.join("stat")).unwrap();
-            // Fields after the command (which is in parentheses) start at 3.
-            let rest = &stat[stat.rfind(')').unwrap() + 2..];
-            let policy = rest.split(' ').nth(41 - 3).unwrap();
-            policies.push(policy.parse().unwrap());
-        }
-        policies
-    }
+    use crate::sys::thread_policies;
 
     #[test]
     fn zeromq_threads_run_under_sched_batch() {
         let context = new_context(true).unwrap();
-        let policies = policies_of("kennel-zmq");
+        let policies = thread_policies("kennel-zmq");
         // ZeroMQ's I/O thread and its reaper, at least (other tests may
         // have made contexts too; all of theirs are batch as well).
         assert!(
@@ -830,5 +811,29 @@ mod tests {
             "{policies:?}"
         );
         drop(context);
+    }
+
+    #[test]
+    fn with_batch_scheduling_off_zeromq_threads_keep_the_default_policy() {
+        // ZeroMQ's threads take the name of the thread that makes the
+        // context's first socket: a thread of this test's own.
+        let policies = std::thread::Builder::new()
+            .name("zmq-plain-test".into())
+            .spawn(|| {
+                let context = new_context(false).unwrap();
+                let socket = context.socket(zmq::PUSH).unwrap();
+                let policies = thread_policies("zmq-plain-test");
+                drop(socket);
+                policies
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // This thread, ZeroMQ's I/O thread and its reaper.
+        assert!(policies.len() >= 3, "{policies:?}");
+        assert!(
+            policies.iter().all(|&p| p == libc::SCHED_OTHER as u32),
+            "{policies:?}"
+        );
     }
 }

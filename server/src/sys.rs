@@ -67,3 +67,27 @@ pub fn batch_scheduling() -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// The scheduling policy of each of this process's threads named `name`
+/// (field 41 of `/proc/self/task/*/stat`; `SCHED_BATCH` is 3). For tests.
+#[cfg(test)]
+pub(crate) fn thread_policies(name: &str) -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // Fields after the command (which is in parentheses) start at 3.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = rest.split(' ').nth(41 - 3).unwrap();
+        policies.push(policy.parse().unwrap());
+    }
+    policies
+}
