@@ -206,21 +206,18 @@ mod tests {
     fn the_writer_thread_runs_under_sched_batch() {
         let dir = tempfile::tempdir().unwrap();
         let log = AccessLog::open(&dir.path().join("access.log")).unwrap();
+        const BATCH: u32 = libc::SCHED_BATCH as u32;
         // The policy is set by the thread itself as it starts.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let policies = loop {
             // Thread names are cut to 15 bytes.
             let policies = crate::sys::thread_policies("kennel-access-l");
-            let batch = |p: &u32| *p == libc::SCHED_BATCH as u32;
-            if policies.iter().any(batch) || std::time::Instant::now() > deadline {
+            if policies.contains(&BATCH) || std::time::Instant::now() > deadline {
                 break policies;
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        assert!(
-            policies.iter().any(|&p| p == libc::SCHED_BATCH as u32),
-            "{policies:?}"
-        );
+        assert!(policies.contains(&BATCH), "{policies:?}");
         drop(log);
     }
 
