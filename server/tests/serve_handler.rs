@@ -123,12 +123,7 @@ fn streaming_replies_then_an_empty_reply_closes_after_the_data() {
 fn one_reply_reaches_many_connections() {
     let server = TestServer::start();
     let handler = server.handler();
-    let mut clients: Vec<_> = (0..5).map(|_| server.client()).collect();
-    let mut ids = Vec::new();
-    for c in &mut clients {
-        c.send(b"GET /handler/chat HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        ids.push(recv(&handler).conn_id());
-    }
+    let (mut clients, mut ids) = clients_on(&server, &handler, 5, "/handler/chat");
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 5, "every connection has its own id");
@@ -391,26 +386,16 @@ fn a_burst_of_replies_bigger_than_one_drain_all_arrive_in_order() {
     const PARTS: usize = 3;
     let server = TestServer::start();
     let handler = server.handler();
-    let mut clients: Vec<_> = (0..CLIENTS).map(|_| server.client()).collect();
-    for c in &mut clients {
-        c.send(b"GET /handler/burst HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    }
-    let mut requests = Vec::with_capacity(CLIENTS);
-    while requests.len() < CLIENTS {
-        let req = recv(&handler);
-        if !req.is_disconnect() {
-            requests.push(req);
-        }
-    }
+    let (mut clients, ids) = clients_on(&server, &handler, CLIENTS, "/handler/burst");
     // 900 replies back to back, before any client reads.
     for part in 0..PARTS {
-        for req in &requests {
-            let body = format!("{:08}:{part};", req.conn_id());
-            handler.reply(req, body.as_bytes()).unwrap();
+        for &id in &ids {
+            let body = format!("{id:08}:{part};");
+            handler.deliver(SENDER, &[id], body.as_bytes()).unwrap();
         }
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut got = std::collections::BTreeMap::new();
+    let mut got = std::collections::BTreeSet::new();
     for c in &mut clients {
         c.stream
             .set_read_timeout(Some(deadline.saturating_duration_since(Instant::now())))
@@ -420,7 +405,7 @@ fn a_burst_of_replies_bigger_than_one_drain_all_arrive_in_order() {
         let id: u64 = text[..8].parse().unwrap();
         let want: String = (0..PARTS).map(|p| format!("{id:08}:{p};")).collect();
         assert_eq!(text, want, "connection {id}: parts missing or out of order");
-        got.insert(id, ());
+        got.insert(id);
     }
     assert_eq!(got.len(), CLIENTS, "every connection got its own replies");
     server.stop();
@@ -433,12 +418,7 @@ fn a_burst_of_replies_bigger_than_one_drain_all_arrive_in_order() {
 fn a_large_reply_to_several_connections_arrives_whole() {
     let server = TestServer::start();
     let handler = server.handler();
-    let mut clients: Vec<_> = (0..3).map(|_| server.client()).collect();
-    let mut ids = Vec::new();
-    for c in &mut clients {
-        c.send(b"GET /handler/big HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        ids.push(recv(&handler).conn_id());
-    }
+    let (mut clients, ids) = clients_on(&server, &handler, 3, "/handler/big");
     let big: Vec<u8> = (0..200 * 1024u32).map(|i| (i % 251) as u8).collect();
     handler.deliver(SENDER, &ids, &big).unwrap();
     handler.deliver(SENDER, &ids, b"tail").unwrap();
@@ -447,4 +427,24 @@ fn a_large_reply_to_several_connections_arrives_whole() {
         assert_eq!(c.read_exact(4), b"tail");
     }
     server.stop();
+}
+
+/// Opens `n` clients that each send `GET path` and returns them with their
+/// connection ids, in the same order, as the handler saw them.
+fn clients_on(
+    server: &TestServer,
+    handler: &kennel_handler::Connection,
+    n: usize,
+    path: &str,
+) -> (Vec<common::Client>, Vec<u64>) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut clients = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut client = server.client();
+        client.send(request.as_bytes());
+        ids.push(recv(handler).conn_id());
+        clients.push(client);
+    }
+    (clients, ids)
 }
