@@ -93,8 +93,17 @@ impl<'a> RequestHead<'a> {
     /// A request for `path` as a server sends one for a local HTTP/1.1
     /// client: `VERSION` `HTTP/1.1`, `URI` the path, `PATTERN` `/`,
     /// `URL_SCHEME` `http`, `REMOTE_ADDR` `127.0.0.1`, no headers. Meant for
-    /// handler tests and tools; change any field with struct update syntax
-    /// (`RequestHead { headers, ..RequestHead::local(b"GET", b"/") }`).
+    /// handler tests and tools; change any field with struct update syntax:
+    ///
+    /// ```
+    /// use kennel_handler::request::{Protocol, Request, RequestHead};
+    ///
+    /// let headers: &[(&[u8], &[u8])] = &[(b"Accept", b"text/plain")];
+    /// let head = RequestHead { headers, ..RequestHead::local(b"GET", b"/users/42") };
+    /// let req = Request::from_head(Protocol::Json, b"SENDER", 7, &head, b"");
+    /// assert_eq!(req.path_str(), "/users/42");
+    /// assert_eq!(req.headers().get("accept"), Some("text/plain"));
+    /// ```
     pub fn local(method: &'a [u8], path: &'a [u8]) -> Self {
         RequestHead {
             path,
