@@ -3,7 +3,8 @@
 //! Owns the accept loop, the connection limit, the bridge's lifetime and
 //! graceful shutdown: [`run`] takes the listener and a shutdown token as
 //! arguments, so tests run the real server on `127.0.0.1:0` and stop it
-//! when they like. On shutdown it stops accepting, lets connections finish
+//! when they like ([`Background`] does that on a thread of its own). On
+//! shutdown it stops accepting, lets connections finish
 //! for up to `kennel.shutdown_grace_ms`, then stops the bridge. Does not
 //! own the process, signals or logging setup (see [`crate::process`]).
 
@@ -117,6 +118,82 @@ pub async fn run(
         .await
         .ok();
     Ok(())
+}
+
+/// A server running [`run`] on a thread of its own, with a runtime of its
+/// own: for tests, tools and embedding Kennel in another program. Stopped
+/// (gracefully) by [`Background::stop`], or told to stop when dropped.
+pub struct Background {
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
+}
+
+impl Background {
+    /// Serves `snapshot` on `listener` (already bound: `127.0.0.1:0` for
+    /// any free port) with `workers` runtime threads; returns once it is
+    /// accepting.
+    pub fn start(
+        snapshot: Arc<Snapshot>,
+        listener: std::net::TcpListener,
+        workers: usize,
+    ) -> std::io::Result<Background> {
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.max(1))
+            .thread_name("kennel-worker")
+            .enable_all()
+            .build()?;
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let (started, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("kennel-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return Ok(());
+                        }
+                    };
+                    let _ = started.send(Ok(()));
+                    run(snapshot, listener, token).await
+                })
+            })?;
+        match ready.recv() {
+            Ok(Ok(())) => Ok(Background {
+                addr,
+                shutdown,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other("the server thread stopped at once")),
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Stops it as SIGTERM would and waits; what [`run`] returned.
+    pub fn stop(mut self) -> Result<(), ServerError> {
+        self.shutdown.cancel();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }
 
 fn open_access_log(snapshot: &Snapshot) -> Result<Option<AccessLog>, ServerError> {

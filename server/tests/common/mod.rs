@@ -1,6 +1,6 @@
-//! A real Kennel server for tests: a config database in a temp dir, the
-//! library's `server::run` on `127.0.0.1:0` in its own runtime thread with
-//! a shutdown the test controls, handler sockets on `ipc://` paths in the
+//! A real Kennel server for tests: a config database in a temp dir, served
+//! by the library's `server::Background` on `127.0.0.1:0` (its own runtime
+//! thread, stopped when the test says), handler sockets on `ipc://` paths in the
 //! same temp dir (no port clashes between parallel tests), and a real
 //! handler connected with the `kennel-handler` library.
 
@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kennel::config::{self, ServerSelector};
+use kennel::server::Background;
 use kennel_handler::request::Request;
 use kennel_handler::Connection;
-use tokio_util::sync::CancellationToken;
 
 pub const SENDER: &str = "b7b8c2e0-6a6f-4f3e-9a51-0c1d2e3f4a5b";
 
@@ -24,8 +24,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub send_spec: String,
     pub recv_spec: String,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Option<Background>,
 }
 
 /// Options for the test site.
@@ -82,33 +81,14 @@ impl TestServer {
         config::apply_sql(&db, &sql).unwrap();
         let snapshot = Arc::new(config::load(&db, &ServerSelector::Any).unwrap());
 
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                kennel::server::run(snapshot, listener, token)
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("server started");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Background::start(snapshot, listener, 2).expect("server started");
         TestServer {
-            addr,
+            addr: server.addr(),
             dir,
             send_spec,
             recv_spec,
-            shutdown,
-            thread: Some(thread),
+            server: Some(server),
         }
     }
 
@@ -147,16 +127,9 @@ impl TestServer {
     }
 
     pub fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
+        if let Some(server) = self.server.take() {
+            server.stop().unwrap();
         }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kennel::config::{self, ServerSelector};
+use kennel::server::Background;
 use kennel_handler::tnetstring::{self, Value};
 use kennel_handler::Connection;
-use tokio_util::sync::CancellationToken;
+use std::os::fd::AsRawFd;
 
 /// The server row's `uuid`, the second argument to `mongrel2`.
 pub const SERVER_UUID: &str = "diff-server";
@@ -263,11 +264,24 @@ impl Drop for Mongrel2 {
     }
 }
 
-fn bind_reuse(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(128)
+fn bind_reuse(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use nix::sys::socket::{
+        bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+        SockaddrIn,
+    };
+    let SocketAddr::V4(v4) = addr else {
+        return Err(std::io::ErrorKind::Unsupported.into());
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
+    listen(&fd, Backlog::new(128)?)?;
+    Ok(std::net::TcpListener::from(fd))
 }
 
 fn tail(path: &Path) -> String {
@@ -276,12 +290,10 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// A running Kennel (`kennel::server::run` in its own runtime thread),
-/// stopped on drop.
+/// A running Kennel (`kennel::server::Background`), stopped on drop.
 pub struct Kennel {
     pub addr: SocketAddr,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Option<Background>,
 }
 
 impl Kennel {
@@ -293,47 +305,22 @@ impl Kennel {
             config::load(&site.db, &ServerSelector::Uuid(SERVER_UUID.into()))
                 .expect("kennel loads the site"),
         );
-        let port = site.port;
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = bind_reuse(SocketAddr::from(([127, 0, 0, 1], port)))
-                    .or_else(|_| bind_reuse(SocketAddr::from(([127, 0, 0, 1], 0))))
-                    .expect("bind a port for kennel");
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                kennel::server::run(snapshot, listener, token)
-                    .await
-                    .expect("kennel serves");
-            });
-        });
-        let addr = rx.recv_timeout(START_TIMEOUT).expect("kennel started");
+        let listener = bind_reuse(SocketAddr::from(([127, 0, 0, 1], site.port)))
+            .or_else(|_| bind_reuse(SocketAddr::from(([127, 0, 0, 1], 0))))
+            .expect("bind a port for kennel");
+        let server = Background::start(snapshot, listener, 2).expect("kennel started");
         let kennel = Kennel {
-            addr,
-            shutdown,
-            thread: Some(thread),
+            addr: server.addr(),
+            server: Some(server),
         };
-        wait_accepting(addr, || Ok(()));
+        wait_accepting(kennel.addr, || Ok(()));
         kennel
     }
 
     pub fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            t.join().expect("kennel thread");
+        if let Some(server) = self.server.take() {
+            server.stop().expect("kennel serves");
         }
-    }
-}
-
-impl Drop for Kennel {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

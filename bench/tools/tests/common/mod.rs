@@ -1,18 +1,16 @@
-//! A real Kennel for the tools' tests, trimmed from the server's own test
-//! harness (`server/tests/common/mod.rs`): a config database in a temp dir,
-//! `kennel::server::run` on `127.0.0.1:0` in its own runtime thread with a
-//! shutdown the test controls, handler sockets on `ipc://` paths in the same
-//! temp dir, and the tool binaries run as child processes.
+//! A real Kennel for the tools' tests: a config database in a temp dir
+//! with the routes the tools use, served by `kennel::server::Background` on
+//! `127.0.0.1:0`, handler sockets on `ipc://` paths in the same temp dir,
+//! and the tool binaries run as child processes.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::Duration;
 
 use kennel::config::{self, ServerSelector};
-use tokio_util::sync::CancellationToken;
+use kennel::server::Background;
 
 pub const SENDER: &str = "b7b8c2e0-6a6f-4f3e-9a51-0c1d2e3f4a5b";
 
@@ -21,8 +19,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub send_spec: String,
     pub recv_spec: String,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Option<Background>,
 }
 
 impl TestServer {
@@ -53,47 +50,21 @@ impl TestServer {
         config::apply_sql(&db, &sql).unwrap();
         let snapshot = Arc::new(config::load(&db, &ServerSelector::Any).unwrap());
 
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                kennel::server::run(snapshot, listener, token)
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("server started");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Background::start(snapshot, listener, 1).expect("server started");
         TestServer {
-            addr,
+            addr: server.addr(),
             dir,
             send_spec,
             recv_spec,
-            shutdown,
-            thread: Some(thread),
+            server: Some(server),
         }
     }
 
     pub fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
+        if let Some(server) = self.server.take() {
+            server.stop().unwrap();
         }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 
