@@ -10,6 +10,7 @@
 //! `mongrel2` on `PATH` the tests print `SKIPPED` — unless `CI` is set,
 //! where they fail.
 
+mod common;
 mod differential;
 
 use std::sync::OnceLock;

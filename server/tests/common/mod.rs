@@ -172,27 +172,7 @@ impl Client {
     /// Reads one HTTP response with a Content-Length (or none: head only for
     /// 1xx/204/304 and HEAD is the caller's business) and returns it whole.
     pub fn read_response(&mut self) -> Vec<u8> {
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            let n = self.stream.read(&mut byte).unwrap();
-            assert!(
-                n > 0,
-                "connection closed inside a head: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-        let len = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map(|v| v.trim().parse::<usize>().unwrap())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        self.stream.read_exact(&mut body).unwrap();
-        buf.extend_from_slice(&body);
-        buf
+        read_response(&mut self.stream)
     }
 
     /// Whether the server closed the connection (EOF within the timeout).
@@ -200,6 +180,31 @@ impl Client {
         let mut byte = [0u8; 1];
         matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
     }
+}
+
+/// Reads one HTTP response from `stream`: the head, then as many body bytes
+/// as its `Content-Length` says (none without one).
+pub fn read_response(stream: &mut impl Read) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).unwrap();
+        assert!(
+            n > 0,
+            "connection closed inside a head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body).unwrap();
+    buf.extend_from_slice(&body);
+    buf
 }
 
 pub fn text(bytes: &[u8]) -> String {

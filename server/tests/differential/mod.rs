@@ -10,7 +10,7 @@
 //! own the verdicts: the test file says what must be equal and which
 //! documented differences are expected.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -400,26 +400,7 @@ impl Client {
 
     /// Reads one response: the head, then `Content-Length` bytes.
     pub fn read_response(&mut self) -> Vec<u8> {
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            let n = self.stream.read(&mut byte).expect("a response");
-            assert!(
-                n > 0,
-                "connection closed inside a response head: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-        let len = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-        let mut body = vec![0; len];
-        self.stream.read_exact(&mut body).unwrap();
-        buf.extend_from_slice(&body);
-        buf
+        crate::common::read_response(&mut self.stream)
     }
 }
 
