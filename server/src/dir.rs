@@ -1057,6 +1057,21 @@ pub async fn send(response: Response, stream: &mut TcpStream) -> io::Result<()> 
     }
 }
 
+/// One non-blocking `sendfile(2)` of at most `count` bytes of `file` from
+/// `*position` to `stream` (advancing `position`); `WouldBlock` when the
+/// socket is full (then wait for `stream.writable()`), `Ok(0)` if the file
+/// ended early.
+pub fn sendfile_once(
+    stream: &TcpStream,
+    file: &File,
+    position: &mut i64,
+    count: usize,
+) -> io::Result<usize> {
+    stream.try_io(Interest::WRITABLE, || {
+        nix::sys::sendfile::sendfile(stream, file, Some(position), count).map_err(io::Error::from)
+    })
+}
+
 /// Sends `len` bytes of `file` from `offset` with `sendfile(2)`, waiting
 /// for the socket to become writable whenever it is full.
 async fn sendfile_range(stream: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<()> {

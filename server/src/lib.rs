@@ -4,24 +4,29 @@
 //! - [`config`]: the SQLite config database → an immutable [`config::Snapshot`].
 //! - [`pattern`]: Mongrel2's Lua-like pattern language.
 //! - [`routing`]: host and route lookup with Mongrel2's semantics.
-//! - [`server`]: the accept loop, connection limit and graceful shutdown.
-//! - [`connection`]: the per-connection task (HTTP in, responses out).
-//! - [`http`]: the HTTP/1.1 request parser, chunked bodies, canned responses.
+//! - [`server`]: the long-lived [`server::Server`] object (config snapshot,
+//!   links, registry, file cache, access log, counters) and its accept loop
+//!   with the connection limit and graceful shutdown.
+//! - [`connection`]: the per-connection task (a transport plus a protocol
+//!   state; requests in, responses out in request order).
+//! - [`http`]: the HTTP/1.1 request parser, chunked bodies, response
+//!   framing, canned responses.
 //! - [`dir`]: the Dir handler (static files, conditionals, ranges, sendfile).
 //! - [`registry`]: connection ids → outboxes.
-//! - [`bridge`]: the ZeroMQ sockets (requests to handlers, replies back).
+//! - [`link`]: handler links (Mongrel2's PUSH/SUB pair, by stable id):
+//!   requests to handlers, replies back into the registry.
 //! - [`sys`]: the two OS calls that need `unsafe` (the only module allowed it).
 //! - [`access`]: the access log (Mongrel2's tnetstring lines).
 //! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
 //! - [`cli`]: the `kennel` command line.
 
 pub mod access;
-pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod dir;
 pub mod http;
+pub mod link;
 pub mod pattern;
 pub mod process;
 pub mod registry;

@@ -1,9 +1,10 @@
 //! The connection registry: connection ids → outboxes.
 //!
 //! Owns the id scheme and each connection's outbox (the queue of what the
-//! bridge delivers to it). The bridge thread looks ids up here and pushes
-//! handler replies; the connection task drains its own outbox and writes to
-//! its socket. Does not own sockets, routing or the protocol.
+//! handler links deliver to it). A link's reply reader (or its holder
+//! thread, for a 503) looks ids up here and pushes; the connection task
+//! drains its own outbox and writes to its socket. Does not own sockets,
+//! routing or the protocol.
 //!
 //! Ids are assigned lazily, the first time a connection sends something to
 //! a handler (as Mongrel2 does), from a 64-bit counter that never wraps in
@@ -11,7 +12,7 @@
 //! late reply to a closed connection finds nothing and is answered with a
 //! disconnect notice.
 //!
-//! The map is sharded by id so that the bridge and many connection tasks
+//! The map is sharded by id so that the links and many connection tasks
 //! rarely contend; no lock is held across an await, and none is held while
 //! another is taken.
 //!
@@ -31,11 +32,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-/// How many shards the id map has: enough that the bridge and the
+/// How many shards the id map has: enough that the links and the
 /// connection tasks of a 2–16 core machine seldom meet on one lock.
 const SHARDS: usize = 64;
 
-/// What the bridge hands a connection.
+/// What a link hands a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
     /// Bytes to write verbatim (a handler's reply body).
@@ -134,7 +135,7 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues an item for the connection (called by the bridge).
+    /// Queues an item for the connection (called by a link).
     pub fn push(&self, item: Outgoing, limits: &OutboxLimits, now_ms: u64) -> Pushed {
         let mut q = self.lock();
         if q.finished {
@@ -142,10 +143,13 @@ impl Outbox {
         }
         let result = match item {
             Outgoing::Data(ref data) => {
-                let bytes = q.bytes + data.len();
+                // What is already queued decides, not this item: one reply
+                // of any size is taken (it is already in memory, as its
+                // ZeroMQ message), and a client that reads gets all of it.
+                let queued = q.bytes;
                 let stalled = now_ms.saturating_sub(self.last_write_ms.load(Ordering::Relaxed))
                     > limits.stall.as_millis() as u64;
-                if bytes > limits.hard_max_bytes || (bytes > limits.max_bytes && stalled) {
+                if queued > limits.hard_max_bytes || (queued > limits.max_bytes && stalled) {
                     self.aborted.store(ABORT_OVERFLOW, Ordering::Release);
                     q.items.clear();
                     q.bytes = 0;
@@ -153,7 +157,7 @@ impl Outbox {
                     q.finished = true;
                     Pushed::Overflowed
                 } else {
-                    q.bytes = bytes;
+                    q.bytes = queued + data.len();
                     q.items.push_back(item);
                     Pushed::Queued
                 }
@@ -180,9 +184,13 @@ impl Outbox {
 
     /// Takes everything queued (called by the connection task), appending
     /// it to `out` in order.
-    pub fn drain_into(&self, out: &mut Vec<Outgoing>) {
+    pub fn drain_into(&self, out: &mut VecDeque<Outgoing>) {
         let mut q = self.lock();
-        out.extend(q.items.drain(..));
+        if out.is_empty() {
+            std::mem::swap(out, &mut q.items);
+        } else {
+            out.extend(q.items.drain(..));
+        }
         q.bytes = 0;
     }
 
@@ -211,7 +219,7 @@ impl Outbox {
 /// One shard of the id map.
 type Shard = Mutex<HashMap<u64, Arc<Outbox>>>;
 
-/// Connection ids → outboxes, shared by the bridge and connection tasks.
+/// Connection ids → outboxes, shared by the links and connection tasks.
 #[derive(Debug)]
 pub struct Registry {
     shards: Box<[Shard]>,
@@ -330,7 +338,7 @@ mod tests {
         reg.deliver(a.id(), data(3));
         reg.deliver(a.id(), Outgoing::Close);
         assert_eq!(reg.deliver(a.id(), data(1)), Some(Pushed::Finished));
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         a.drain_into(&mut out);
         assert_eq!(out, vec![data(3), Outgoing::Close]);
     }
@@ -341,7 +349,7 @@ mod tests {
         let a = reg.register();
         reg.deliver(a.id(), data(3));
         reg.deliver(a.id(), Outgoing::Cancel);
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         a.drain_into(&mut out);
         assert_eq!(out, vec![Outgoing::Cancel]);
     }
@@ -353,12 +361,14 @@ mod tests {
         let a = reg.register();
         // Draining (wrote just now): may go past max_bytes up to the hard bound.
         a.wrote(reg.now_ms());
-        for _ in 0..7 {
+        for _ in 0..8 {
             assert_eq!(a.push(data(100), &limits, reg.now_ms()), Pushed::Queued);
         }
-        // Past the hard bound (800): dropped even though it drains.
-        assert_eq!(a.push(data(200), &limits, reg.now_ms()), Pushed::Overflowed);
-        let mut out = Vec::new();
+        // 800 queued: the hard bound is reached, not passed; one more is taken.
+        assert_eq!(a.push(data(200), &limits, reg.now_ms()), Pushed::Queued);
+        // Past the hard bound (1000 queued): dropped even though it drains.
+        assert_eq!(a.push(data(1), &limits, reg.now_ms()), Pushed::Overflowed);
+        let mut out = VecDeque::new();
         a.drain_into(&mut out);
         assert_eq!(out, vec![Outgoing::Overflow]);
 
@@ -366,7 +376,23 @@ mod tests {
         let b = reg.register();
         let later = reg.now_ms() + 1000;
         assert_eq!(b.push(data(100), &limits, later), Pushed::Queued);
+        assert_eq!(b.push(data(1), &limits, later), Pushed::Queued);
         assert_eq!(b.push(data(1), &limits, later), Pushed::Overflowed);
+    }
+
+    #[test]
+    fn one_reply_of_any_size_is_taken_whole() {
+        let limits = OutboxLimits::new(100, Duration::from_millis(50));
+        let reg = Registry::new(limits);
+        let a = reg.register();
+        // Stalled, and fifty times the hard bound: still one reply, taken.
+        let later = reg.now_ms() + 1000;
+        assert_eq!(a.push(data(40_000), &limits, later), Pushed::Queued);
+        let mut out = VecDeque::new();
+        a.drain_into(&mut out);
+        assert_eq!(out, vec![data(40_000)]);
+        // Drained: the next one is taken too.
+        assert_eq!(a.push(data(40_000), &limits, later), Pushed::Queued);
     }
 
     #[tokio::test]
@@ -378,7 +404,7 @@ mod tests {
         let pusher = std::thread::spawn(move || reg2.deliver(id, Outgoing::Close));
         a.notified().await;
         pusher.join().unwrap();
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         a.drain_into(&mut out);
         assert_eq!(out, vec![Outgoing::Close]);
     }

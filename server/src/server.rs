@@ -1,16 +1,25 @@
-//! The server: one listener's accept loop over a config snapshot.
+//! The server: one long-lived [`Server`] object and its accept loop.
 //!
-//! Owns the accept loop, the connection limit, the bridge's lifetime and
-//! graceful shutdown: [`run`] takes the listener and a shutdown token as
-//! arguments, so tests run the real server on `127.0.0.1:0` and stop it
-//! when they like ([`Background`] does that on a thread of its own). On
-//! shutdown it stops accepting, lets connections finish
-//! for up to `kennel.shutdown_grace_ms`, then stops the bridge. Does not
-//! own the process, signals or logging setup (see [`crate::process`]).
+//! A [`Server`] owns everything connections share: the config it serves
+//! from (an [`Active`] snapshot in an `ArcSwap`, so a reload can swap in a
+//! new one while connections finish on theirs), the handler links (a
+//! [`LinkTable`], by stable id), the connection [`Registry`], the static
+//! [`FileCache`], the access log and the [`Counters`] the metrics read.
+//! [`Server::serve`] runs the accept loop on a listener until a shutdown
+//! token is cancelled (both are arguments, so tests run the real server on
+//! `127.0.0.1:0` and stop it when they like; [`Background`] does that on a
+//! thread of its own), then lets connections finish for up to
+//! `kennel.shutdown_grace_ms` and stops the links.
+//!
+//! Does not own the process, signals or logging setup (see
+//! [`crate::process`]), nor what a connection does (see
+//! [`crate::connection`]).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -18,10 +27,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::access::AccessLog;
-use crate::bridge::{Bridge, BridgeError};
 use crate::config::Snapshot;
-use crate::connection::{self, Context};
+use crate::connection;
+use crate::dir::FileCache;
 use crate::http::Limits;
+use crate::link::{Link, LinkError, LinkTable};
 use crate::registry::{OutboxLimits, Registry};
 
 /// Pause after an accept error such as EMFILE, so a full fd table is not a
@@ -33,7 +43,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 pub enum ServerError {
     /// A handler's sockets could not be bound.
     #[error(transparent)]
-    Bridge(#[from] BridgeError),
+    Link(#[from] LinkError),
     /// The access log could not be opened.
     #[error("server {server}: column access_log: cannot open {path:?}: {source}")]
     AccessLog {
@@ -46,85 +56,209 @@ pub enum ServerError {
     },
 }
 
-/// Serves `snapshot` on `listener` until `shutdown` is cancelled.
+/// The config a connection serves a request from: a snapshot with its
+/// handlers resolved to links. Immutable; replaced whole on reload.
+#[derive(Debug)]
+pub struct Active {
+    /// The config.
+    pub snapshot: Arc<Snapshot>,
+    /// The link of each of the snapshot's handlers, by the same index.
+    pub links: Box<[Arc<dyn Link>]>,
+    /// The request-head limits from the settings.
+    pub limits: Limits,
+    /// `http` (or `https` once TLS is served).
+    pub url_scheme: &'static str,
+}
+
+/// Counts the server keeps for its operators (the metrics read them).
+/// Relaxed atomics: each is a plain tally.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_accepted: AtomicU64,
+    /// Requests whose head was read.
+    pub requests: AtomicU64,
+    /// `503`s because no handler took a request (refused or timed out).
+    pub handler_unavailable: AtomicU64,
+    /// Connections dropped for not reading what was queued for them.
+    pub outbox_overflows: AtomicU64,
+    /// Connections dropped because a write made no progress in time.
+    pub write_timeouts: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The value of `counter`.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything connections share; lives as long as the server.
+#[derive(Debug)]
+pub struct Server {
+    current: ArcSwap<Active>,
+    links: Mutex<LinkTable>,
+    registry: Arc<Registry>,
+    files: FileCache,
+    access_log: Option<AccessLog>,
+    counters: Counters,
+}
+
+impl Server {
+    /// Binds the snapshot's handler links, opens the access log and makes
+    /// the server. Must be called from within a tokio runtime (the links'
+    /// reply readers are spawned on it).
+    pub fn start(snapshot: Arc<Snapshot>) -> Result<Arc<Server>, ServerError> {
+        let settings = &snapshot.settings;
+        let registry = Arc::new(Registry::new(OutboxLimits::new(
+            settings.kennel_outbox_max_bytes,
+            Duration::from_millis(settings.kennel_outbox_stall_ms),
+        )));
+        let mut links = LinkTable::new();
+        let resolved = links.resolve(&snapshot.handlers, &registry, settings)?;
+        let access_log = open_access_log(&snapshot)?;
+        let active = Active {
+            limits: Limits::from_settings(settings),
+            links: resolved.into_boxed_slice(),
+            snapshot,
+            url_scheme: "http",
+        };
+        Ok(Arc::new(Server {
+            current: ArcSwap::from_pointee(active),
+            links: Mutex::new(links),
+            registry,
+            files: FileCache::new(),
+            access_log,
+            counters: Counters::default(),
+        }))
+    }
+
+    /// The config to serve the next request from.
+    pub fn current(&self) -> Arc<Active> {
+        self.current.load_full()
+    }
+
+    /// Connection ids → outboxes.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Open static files shared by every connection.
+    pub fn files(&self) -> &FileCache {
+        &self.files
+    }
+
+    /// The access log, unless disabled.
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_ref()
+    }
+
+    /// The server's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Accepts on `listener` and serves each connection until `shutdown` is
+    /// cancelled; then stops accepting, lets connections finish for up to
+    /// `kennel.shutdown_grace_ms` and stops the links.
+    pub async fn serve(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServerError> {
+        let active = self.current();
+        let settings = &active.snapshot.settings;
+        let connections = Arc::new(Semaphore::new(settings.kennel_max_connections));
+        let keepalive = settings.net_tcp_keepalive;
+        let tracker = TaskTracker::new();
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, server = %active.snapshot.server.uuid, "listening");
+        }
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = Arc::clone(&connections).acquire_owned() => p.expect("the semaphore is never closed"),
+            };
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        continue;
+                    }
+                },
+            };
+            if keepalive {
+                let _ = set_keepalive(&stream);
+            }
+            let server = Arc::clone(self);
+            let shutdown = shutdown.clone();
+            let span = tracing::debug_span!("conn", peer.addr = %peer);
+            tracker.spawn(
+                async move {
+                    connection::serve(stream, peer, server, shutdown).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        drop(listener);
+        tracker.close();
+        let grace = Duration::from_millis(settings.kennel_shutdown_grace_ms);
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            info!(
+                remaining = tracker.len(),
+                "shutdown grace period over; closing the rest"
+            );
+        }
+        let server = Arc::clone(self);
+        tokio::task::spawn_blocking(move || server.stop_links())
+            .await
+            .ok();
+        Ok(())
+    }
+
+    /// Stops every link (blocking: joins their threads).
+    fn stop_links(&self) {
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shutdown();
+    }
+}
+
+/// `SO_KEEPALIVE` on an accepted socket (`net.tcp_keepalive = 1`).
+fn set_keepalive(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::KeepAlive, &true)
+        .map_err(std::io::Error::from)
+}
+
+/// Serves `snapshot` on `listener` until `shutdown` is cancelled: makes a
+/// [`Server`] and runs [`Server::serve`].
 pub async fn run(
     snapshot: Arc<Snapshot>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let settings = &snapshot.settings;
-    let registry = Arc::new(Registry::new(OutboxLimits::new(
-        settings.kennel_outbox_max_bytes,
-        Duration::from_millis(settings.kennel_outbox_stall_ms),
-    )));
-    let bridge = Bridge::start(&snapshot.handlers, Arc::clone(&registry), settings)?;
-    let access_log = open_access_log(&snapshot)?;
-    let ctx = Arc::new(Context {
-        snapshot: Arc::clone(&snapshot),
-        registry,
-        bridge: bridge.handle(),
-        limits: Limits {
-            max_head: settings.limits_buffer_size,
-            max_headers: settings.limits_header_count,
-            relaxed_uri: settings.request_relaxed,
-        },
-        url_scheme: "http",
-        access_log,
-        files: crate::dir::FileCache::new(),
-    });
-    let connections = Arc::new(Semaphore::new(settings.kennel_max_connections));
-    let tracker = TaskTracker::new();
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, server = %snapshot.server.uuid, "listening");
-    }
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = Arc::clone(&connections).acquire_owned() => p.expect("the semaphore is never closed"),
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
-        };
-        let ctx = Arc::clone(&ctx);
-        let shutdown = shutdown.clone();
-        let span = tracing::debug_span!("conn", peer.addr = %peer);
-        tracker.spawn(
-            async move {
-                connection::serve(stream, peer, ctx, shutdown).await;
-                drop(permit);
-            }
-            .instrument(span),
-        );
-    }
-    drop(listener);
-    tracker.close();
-    let grace = Duration::from_millis(settings.kennel_shutdown_grace_ms);
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        info!(
-            remaining = tracker.len(),
-            "shutdown grace period over; closing the rest"
-        );
-    }
-    drop(ctx);
-    tokio::task::spawn_blocking(move || bridge.shutdown())
-        .await
-        .ok();
-    Ok(())
+    Server::start(snapshot)?.serve(listener, shutdown).await
 }
 
-/// A server running [`run`] on a thread of its own, with a runtime of its
-/// own: for tests, tools and embedding Kennel in another program. Stopped
-/// (gracefully) by [`Background::stop`], or told to stop when dropped.
+/// A server running [`Server::serve`] on a thread of its own, with a
+/// runtime of its own: for tests, tools and embedding Kennel in another
+/// program. Stopped (gracefully) by [`Background::stop`], or told to stop
+/// when dropped.
 pub struct Background {
     addr: std::net::SocketAddr,
+    server: Arc<Server>,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
 }
@@ -132,7 +266,7 @@ pub struct Background {
 impl Background {
     /// Serves `snapshot` on `listener` (already bound: `127.0.0.1:0` for
     /// any free port) with `workers` runtime threads; returns once it is
-    /// accepting.
+    /// accepting, or with why it could not start.
     pub fn start(
         snapshot: Arc<Snapshot>,
         listener: std::net::TcpListener,
@@ -159,13 +293,21 @@ impl Background {
                             return Ok(());
                         }
                     };
-                    let _ = started.send(Ok(()));
-                    run(snapshot, listener, token).await
+                    let server = match Server::start(snapshot) {
+                        Ok(server) => server,
+                        Err(e) => {
+                            let _ = started.send(Err(std::io::Error::other(e.to_string())));
+                            return Err(e);
+                        }
+                    };
+                    let _ = started.send(Ok(Arc::clone(&server)));
+                    server.serve(listener, token).await
                 })
             })?;
         match ready.recv() {
-            Ok(Ok(())) => Ok(Background {
+            Ok(Ok(server)) => Ok(Background {
                 addr,
+                server,
                 shutdown,
                 thread: Some(thread),
             }),
@@ -179,7 +321,12 @@ impl Background {
         self.addr
     }
 
-    /// Stops it as SIGTERM would and waits; what [`run`] returned.
+    /// The running server (its counters, registry …).
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// Stops it as SIGTERM would and waits; what [`Server::serve`] returned.
     pub fn stop(mut self) -> Result<(), ServerError> {
         self.shutdown.cancel();
         match self.thread.take().map(std::thread::JoinHandle::join) {

@@ -202,6 +202,9 @@ fn bodies_by_length_and_chunked_and_expect_continue() {
     client.send(b"POST /handler/c HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n");
     let req = recv(&handler);
     assert_eq!(req.body(), b"hello world");
+    // Answered first: a `100 Continue` never overtakes an earlier response.
+    handler.reply_http(&req, 200, &[], b"ok").unwrap();
+    assert!(text(&client.read_response()).ends_with("\r\n\r\nok"));
 
     client.send(b"POST /handler/e HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
     assert_eq!(

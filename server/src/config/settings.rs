@@ -240,6 +240,13 @@ settings! {
     /// socket stops accepting more; Kennel then holds them until
     /// `connect_wait_ms` runs out).
     "kennel.handler.send_hwm" => kennel_handler_send_hwm: i32 = 10000;
+    /// Kennel. Default 10000. Requests one handler link holds while no
+    /// handler process can take them (none connected, or every one's queue
+    /// full); a request beyond it gets `503` with `Retry-After` at once.
+    /// Each held request is a copy of its message (at most
+    /// `limits.content_length` of body), so this bounds that memory; 10,000
+    /// covers a few seconds of a handler restart at a busy site.
+    "kennel.handler.max_held" => kennel_handler_max_held: usize = 10000;
     /// Kennel. Default 1. When on, ZeroMQ's I/O threads run under
     /// `SCHED_BATCH`, so waking one to move a message does not preempt the
     /// thread serving connections; messages then leave in batches when
@@ -261,6 +268,23 @@ settings! {
     /// sent a request to a handler is closed after this long. Connections
     /// waiting on a handler use `limits.min_ping` instead.
     "kennel.http.keepalive_timeout_ms" => kennel_http_keepalive_timeout_ms: u64 = 60000;
+    /// Kennel. Default 16. Responses one connection may owe at once
+    /// (pipelined requests read but not yet answered). When it owes this
+    /// many, Kennel reads no further requests from it until one is
+    /// answered: TCP holds the client back, nothing is refused, and the
+    /// memory a pipelining client can make Kennel hold stays bounded.
+    "kennel.http.max_pipelined" => kennel_http_max_pipelined: usize = 16;
+    /// Kennel. Default 30000 ms. A write to a client that accepts no byte
+    /// for this long drops the client (its task, descriptor and any cached
+    /// file are freed). Applies to every write: static files, handler
+    /// replies, Kennel's own responses. `limits.min_write_rate` adds a
+    /// minimum rate on top.
+    "kennel.http.write_timeout_ms" => kennel_http_write_timeout_ms: u64 = 30000;
+    /// Kennel. Default 5000 ms. After a final response (an error, or a
+    /// close), how long Kennel keeps reading and discarding what the client
+    /// still sends before it closes (at most 1 MiB), so the client reads the
+    /// response instead of a connection reset: nginx's lingering close.
+    "kennel.http.linger_ms" => kennel_http_linger_ms: u64 = 5000;
     /// Kennel. Default 1,000,000. Connections served at once; further
     /// clients wait in the listen backlog. Bounded by the open-file limit too.
     "kennel.max_connections" => kennel_max_connections: usize = 1_000_000;
@@ -286,7 +310,7 @@ mod tests {
         assert!(!s.upload_stream);
         assert_eq!(s.kennel_handler_connect_wait_ms, 5000);
         assert!(s.kennel_zeromq_batch_scheduling);
-        assert_eq!(Settings::KEYS.len(), 48);
+        assert_eq!(Settings::KEYS.len(), 52);
     }
 
     #[test]

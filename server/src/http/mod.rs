@@ -22,6 +22,7 @@
 
 pub mod chunked;
 pub mod date;
+pub mod framing;
 pub mod head;
 pub mod response;
 
@@ -58,6 +59,17 @@ pub struct Limits {
     /// and also `" < > \ | ` and non-ASCII bytes are refused, and every `%`
     /// must start a `%XX` escape.
     pub relaxed_uri: bool,
+}
+
+impl Limits {
+    /// The limits the settings ask for.
+    pub fn from_settings(settings: &crate::config::Settings) -> Limits {
+        Limits {
+            max_head: settings.limits_buffer_size,
+            max_headers: settings.limits_header_count,
+            relaxed_uri: settings.request_relaxed,
+        }
+    }
 }
 
 impl Default for Limits {

@@ -1,0 +1,1106 @@
+//! The per-connection task: read requests, route them, answer them or hand
+//! them to a handler link, and write the responses in request order.
+//!
+//! A connection is a [`Transport`] (plain TCP today, TLS next) plus an
+//! explicit protocol state, [`Phase`]: reading requests, finishing (a last
+//! response is queued, no more requests are read), waiting for a handler to
+//! accept a WebSocket upgrade, and WebSocket. Alongside the phase it keeps
+//! the queue of responses it owes ([`responses::Responses`]), so pipelined
+//! responses leave in request order whoever makes them.
+//!
+//! Requests are parsed by [`crate::http`] and routed by [`crate::routing`]
+//! on the server's current config ([`crate::server::Active`], loaded once
+//! per request, so a reload never changes a request midway), then:
+//! - a Dir target is planned by [`crate::dir`] and queued;
+//! - a Handler target is handed to its [`crate::link::Link`], which says at
+//!   once whether it was sent, held or refused (a `503`); the response will
+//!   come through the connection's outbox, verbatim, and its end is found
+//!   by following its framing. As in Mongrel2 the server never closes a
+//!   handler's connection on its own: an empty reply does;
+//! - no route is a 404; a Proxy target is a 502 (not served yet).
+//!
+//! Deadlines: a request head (and in-memory body) must arrive within
+//! `kennel.http.request_timeout_ms`; an idle connection is closed after
+//! `kennel.http.keepalive_timeout_ms`, or `limits.min_ping` while it waits
+//! for a handler; every write must accept a byte within
+//! `kennel.http.write_timeout_ms` and, while it is blocked, at least
+//! `limits.min_write_rate` bytes per `limits.tick_timer` seconds. A client
+//! is dropped for making no progress, never for the size of one reply.
+//!
+//! Closing: after a final response Kennel shuts its write side down and
+//! reads and discards what the client still sends for a bounded time and
+//! byte count before closing (nginx's lingering close), so the client reads
+//! the response instead of a reset.
+//!
+//! When the connection ends it leaves the registry, and every link it used
+//! is sent a disconnect notice. Does not own ZeroMQ, the protocol's bytes,
+//! file serving or HTTP parsing.
+
+mod responses;
+mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::config::Target;
+use crate::dir::{self, DirRequest};
+use crate::http::framing::Outcome;
+use crate::http::{self, BodyKind, ChunkedDecoder, Head, HttpError};
+use crate::link::{Handoff, Link, LinkRequest};
+use crate::registry::{Outbox, Outgoing};
+use crate::server::{Active, Counters, Server};
+
+use responses::{Local, Owed, Responses};
+pub use transport::Transport;
+
+/// Read buffer growth step: one typical request head, and the size of
+/// Mongrel2's whole per-connection buffer.
+const READ_CHUNK: usize = 4096;
+
+/// Most bytes read and discarded while lingering before the close: 1 MiB.
+/// Enough for the rest of any refused head and a modest refused body; a
+/// client still sending after that gets a reset.
+pub const LINGER_BYTES: usize = 1024 * 1024;
+
+/// What the client's bytes mean now.
+#[derive(Debug)]
+enum Phase {
+    /// Reading requests; `started` is when the first byte of the request
+    /// being received arrived (its deadline runs from there).
+    Http { started: Option<Instant> },
+    /// A last response is queued (an error, `Connection: close`): no more
+    /// requests are read.
+    Finishing,
+}
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Kennel finished it (a final response, a handler's close, a
+    /// timeout): shut the write side down and linger.
+    Linger,
+    /// Nothing is owed or the client went away (EOF, an error, an idle
+    /// timeout, shutdown): just close.
+    Close,
+    /// Drop it now: `ctl cancel` (no disconnect notice), an outbox
+    /// overflow, a write that made no progress.
+    Abort {
+        /// `ctl cancel`: the handler asked; it is not told.
+        cancelled: bool,
+    },
+}
+
+/// Why a write or read stopped.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    /// The client went away or the socket failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// A write accepted too little for too long.
+    #[error("the client does not read its response")]
+    WriteTimeout,
+    /// The outbox says to stop now (cancel or overflow).
+    #[error("aborted")]
+    Aborted {
+        /// By `ctl cancel`.
+        cancelled: bool,
+    },
+}
+
+impl ConnError {
+    fn end(&self) -> End {
+        match self {
+            ConnError::Io(_) => End::Close,
+            ConnError::WriteTimeout => End::Abort { cancelled: false },
+            ConnError::Aborted { cancelled } => End::Abort {
+                cancelled: *cancelled,
+            },
+        }
+    }
+}
+
+/// What a wait returned.
+enum Event {
+    /// Bytes read into the buffer (0: the client closed).
+    Read(usize),
+    /// Something was queued in the outbox.
+    Outbox,
+    /// The request, idle or handler deadline passed.
+    Timeout,
+    /// The server is shutting down and this connection is idle.
+    Shutdown,
+}
+
+/// The links a connection has sent requests to (told when it goes).
+#[derive(Debug, Default)]
+enum LinksUsed {
+    #[default]
+    None,
+    One(Arc<dyn Link>),
+    Many(Vec<Arc<dyn Link>>),
+}
+
+impl LinksUsed {
+    fn add(&mut self, link: &Arc<dyn Link>) {
+        match self {
+            LinksUsed::None => *self = LinksUsed::One(Arc::clone(link)),
+            LinksUsed::One(one) if one.id() == link.id() => {}
+            LinksUsed::One(one) => {
+                *self = LinksUsed::Many(vec![Arc::clone(one), Arc::clone(link)]);
+            }
+            LinksUsed::Many(many) => {
+                if !many.iter().any(|l| l.id() == link.id()) {
+                    many.push(Arc::clone(link));
+                }
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[Arc<dyn Link>] {
+        match self {
+            LinksUsed::None => &[],
+            LinksUsed::One(link) => std::slice::from_ref(link),
+            LinksUsed::Many(links) => links,
+        }
+    }
+}
+
+/// The write deadline: a write must accept a byte within `stall`, and
+/// while it is blocked, `min_bytes` per `window` (`limits.min_write_rate`
+/// × `limits.tick_timer`; 0 turns the rate check off).
+#[derive(Debug, Clone, Copy)]
+struct WriteDeadline {
+    stall: Duration,
+    window: Duration,
+    min_bytes: u64,
+}
+
+/// Progress of one write call against its [`WriteDeadline`].
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    rule: WriteDeadline,
+    last_byte: Instant,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+impl Progress {
+    fn start(rule: WriteDeadline) -> Progress {
+        let now = Instant::now();
+        Progress {
+            rule,
+            last_byte: now,
+            window_start: now,
+            window_bytes: 0,
+        }
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.last_byte = Instant::now();
+        self.window_bytes += n as u64;
+    }
+
+    /// When to look again if the write stays blocked.
+    fn deadline(&self) -> Instant {
+        let stall = self.last_byte + self.rule.stall;
+        if self.rule.min_bytes == 0 {
+            stall
+        } else {
+            stall.min(self.window_start + self.rule.window)
+        }
+    }
+
+    /// At [`deadline`](Self::deadline): whether the client is too slow;
+    /// otherwise a new rate window starts.
+    fn expired(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.last_byte + self.rule.stall {
+            return true;
+        }
+        if self.rule.min_bytes > 0 && now >= self.window_start + self.rule.window {
+            if self.window_bytes < self.rule.min_bytes {
+                return true;
+            }
+            self.window_start = now;
+            self.window_bytes = 0;
+        }
+        false
+    }
+}
+
+/// Serves one client until it or the server is done.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let counters = server.counters();
+    Counters::bump(&counters.connections_accepted);
+    Counters::bump(&counters.connections_open);
+    let active = server.current();
+    let settings = &active.snapshot.settings;
+    let write_deadline = WriteDeadline {
+        stall: Duration::from_millis(settings.kennel_http_write_timeout_ms),
+        window: Duration::from_secs(settings.limits_tick_timer.max(1)),
+        min_bytes: settings
+            .limits_min_write_rate
+            .saturating_mul(settings.limits_tick_timer.max(1)),
+    };
+    drop(active);
+    let mut conn = Connection {
+        transport: Transport::Plain(stream),
+        peer,
+        server,
+        buf: BytesMut::new(),
+        phase: Phase::Http { started: None },
+        responses: Responses::default(),
+        outbox: None,
+        items: std::collections::VecDeque::new(),
+        links: LinksUsed::None,
+        idle_deadline: Instant::now(),
+        write_deadline,
+        shutdown,
+    };
+    conn.touch();
+    let end = conn.run().await;
+    // Boxed: closing (a last write, lingering) is not part of an idle
+    // connection's future.
+    Box::pin(conn.finish(end)).await;
+}
+
+struct Connection {
+    transport: Transport,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    buf: BytesMut,
+    phase: Phase,
+    responses: Responses,
+    /// Set once the connection talked to a handler: its registry entry.
+    outbox: Option<Arc<Outbox>>,
+    /// What was taken from the outbox and not yet written (in order).
+    items: std::collections::VecDeque<Outgoing>,
+    links: LinksUsed,
+    /// When an idle connection (or one waiting for a handler) is closed.
+    idle_deadline: Instant,
+    write_deadline: WriteDeadline,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    async fn run(&mut self) -> End {
+        loop {
+            // Boxed: writing a response (files, handler streams) is a large
+            // state machine an idle connection should not carry.
+            match Box::pin(self.write_ready()).await {
+                Ok(None) => {}
+                Ok(Some(end)) => return end,
+                Err(e) => {
+                    debug!(peer = %self.peer, error = %e, "connection ended while writing");
+                    return e.end();
+                }
+            }
+            if self.may_parse() {
+                let limits = self.server.current().limits.clone();
+                match http::parse_head(&mut self.buf, &limits) {
+                    Ok(Some(head)) => {
+                        // Boxed for the same reason: routing, files, bodies.
+                        if let Err(e) = Box::pin(self.handle(head)).await {
+                            debug!(peer = %self.peer, error = %e, "connection ended reading a request");
+                            return e.end();
+                        }
+                        continue;
+                    }
+                    Ok(None) => self.request_started(),
+                    Err(e) => {
+                        debug!(peer = %self.peer, error = %e, "bad request");
+                        self.refuse(e.status());
+                        continue;
+                    }
+                }
+            }
+            if self.buf.is_empty() {
+                // Give an idle connection's buffer back.
+                self.buf = BytesMut::new();
+            }
+            match self.wait().await {
+                Ok(Event::Read(0)) => return End::Close,
+                Ok(Event::Read(_) | Event::Outbox) => {}
+                Ok(Event::Timeout) => return self.timed_out(),
+                Ok(Event::Shutdown) => return End::Close,
+                Err(e) => {
+                    debug!(peer = %self.peer, error = %e, "connection ended");
+                    return e.end();
+                }
+            }
+        }
+    }
+
+    /// Whether the buffer may be parsed for another request now.
+    fn may_parse(&self) -> bool {
+        let max = self
+            .server
+            .current()
+            .snapshot
+            .settings
+            .kennel_http_max_pipelined;
+        matches!(self.phase, Phase::Http { .. })
+            && !self.buf.is_empty()
+            && self.responses.len() < max
+    }
+
+    /// Whether the client's socket should be read now. While the pipeline
+    /// is full the buffer may still fill up to one head, so a client that
+    /// goes away is noticed; beyond that TCP holds the client back.
+    fn may_read(&self) -> bool {
+        match self.phase {
+            Phase::Http { .. } => {
+                let active = self.server.current();
+                let full =
+                    self.responses.len() >= active.snapshot.settings.kennel_http_max_pipelined;
+                !full || self.buf.len() < active.limits.max_head
+            }
+            Phase::Finishing => false,
+        }
+    }
+
+    fn request_started(&mut self) {
+        if let Phase::Http {
+            started: started @ None,
+        } = &mut self.phase
+        {
+            *started = Some(Instant::now());
+        }
+    }
+
+    /// Queues a refusal that ends the connection.
+    fn refuse(&mut self, status: u16) {
+        self.responses.push(Owed::Local {
+            response: Local::Bytes(http::canned(status, true)),
+            close: true,
+        });
+        self.phase = Phase::Finishing;
+    }
+
+    /// Resets the idle timer: `limits.min_ping` while a handler owes a
+    /// response (long polls), the keep-alive timeout otherwise.
+    fn touch(&mut self) {
+        let active = self.server.current();
+        let settings = &active.snapshot.settings;
+        let idle = if self.responses.awaits_handler() {
+            Duration::from_secs(settings.limits_min_ping)
+        } else {
+            Duration::from_millis(settings.kennel_http_keepalive_timeout_ms)
+        };
+        self.idle_deadline = Instant::now() + idle;
+    }
+
+    /// The deadline that ends the current wait.
+    fn deadline(&self) -> Instant {
+        match self.phase {
+            Phase::Http {
+                started: Some(started),
+            } => {
+                let ms = self
+                    .server
+                    .current()
+                    .snapshot
+                    .settings
+                    .kennel_http_request_timeout_ms;
+                started + Duration::from_millis(ms)
+            }
+            _ => self.idle_deadline,
+        }
+    }
+
+    fn timed_out(&mut self) -> End {
+        if let Phase::Http { started: Some(_) } = self.phase {
+            debug!(peer = %self.peer, "request timeout");
+            // Written by `finish` if nothing is owed before it.
+            self.refuse(408);
+            return End::Linger;
+        }
+        debug!(peer = %self.peer, "idle timeout");
+        End::Close
+    }
+
+    /// Waits for bytes from the client, something in the outbox, a timeout
+    /// or shutdown.
+    async fn wait(&mut self) -> Result<Event, ConnError> {
+        let deadline = self.deadline();
+        let outbox = self.outbox.clone();
+        let idle = self.buf.is_empty() && self.responses.is_empty();
+        let read = self.may_read();
+        let shutdown = self.shutdown.clone();
+        tokio::select! {
+            biased;
+            _ = async {
+                match &outbox {
+                    Some(o) => o.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => Ok(Event::Outbox),
+            // `poll_read_ready` first: it parks the waker in the socket's
+            // own slot, so the idle future holds no waiter, and the buffer
+            // is only allocated once there is something to read. Then
+            // `poll_read_buf` (not `try_read_buf`): a read that does not
+            // fill the buffer tells tokio the socket is drained, which
+            // saves the second `recv` that would only say EAGAIN.
+            r = std::future::poll_fn(|cx| {
+                std::task::ready!(self.transport.poll_read_ready(cx))?;
+                if self.buf.capacity() - self.buf.len() < 1024 {
+                    self.buf.reserve(READ_CHUNK);
+                }
+                let read = tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.transport), cx, &mut self.buf);
+                if read.is_pending() && self.buf.is_empty() {
+                    // Readiness was stale: stay idle without a buffer.
+                    self.buf = BytesMut::new();
+                }
+                read
+            }), if read => r.map(Event::Read).map_err(Into::into),
+            _ = sleep_until(deadline) => Ok(Event::Timeout),
+            _ = shutdown.cancelled(), if idle => Ok(Event::Shutdown),
+        }
+    }
+
+    /// Reads more bytes into the buffer for a request in progress; an error
+    /// if the client goes away or the request deadline passes.
+    async fn read_more(&mut self) -> Result<(), ReadError> {
+        let deadline = self.deadline();
+        loop {
+            tokio::select! {
+                r = std::future::poll_fn(|cx| self.transport.poll_read_ready(cx)) => {
+                    r.map_err(ReadError::Io)?;
+                    if self.buf.capacity() - self.buf.len() < 1024 {
+                        self.buf.reserve(READ_CHUNK.max(self.buf.len()));
+                    }
+                    match std::future::poll_fn(|cx| {
+                        match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.transport), cx, &mut self.buf) {
+                            std::task::Poll::Pending => std::task::Poll::Ready(Err(std::io::ErrorKind::WouldBlock.into())),
+                            ready => ready,
+                        }
+                    }).await {
+                        Ok(0) => return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                        Ok(_) => return Ok(()),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(ReadError::Io(e)),
+                    }
+                }
+                _ = sleep_until(deadline) => return Err(ReadError::Timeout),
+            }
+        }
+    }
+
+    /// Reads the request's body (up to `max` bytes) into memory.
+    async fn read_body(&mut self, kind: BodyKind, max: usize) -> Result<Bytes, ReadError> {
+        match kind {
+            BodyKind::None => Ok(Bytes::new()),
+            BodyKind::Length(n) => {
+                if n > max as u64 {
+                    return Err(ReadError::TooLarge);
+                }
+                let n = n as usize;
+                while self.buf.len() < n {
+                    self.read_more().await?;
+                }
+                Ok(self.buf.split_to(n).freeze())
+            }
+            BodyKind::Chunked => {
+                let mut decoder = ChunkedDecoder::new(max as u64);
+                let mut body = BytesMut::new();
+                loop {
+                    match decoder.decode(&mut self.buf, &mut body) {
+                        Ok(true) => return Ok(body.freeze()),
+                        Ok(false) => self.read_more().await?,
+                        Err(e) => return Err(ReadError::Http(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads and drops the body so the next request can be parsed; `false`
+    /// if it could not be (too large, malformed, or the client expects a
+    /// `100 Continue` first), in which case the connection must close.
+    async fn discard_body(&mut self, head: &Head) -> Result<bool, ConnError> {
+        if head.body() == BodyKind::None {
+            return Ok(true);
+        }
+        if head.expects_continue() {
+            return Ok(false);
+        }
+        let max = self
+            .server
+            .current()
+            .snapshot
+            .settings
+            .limits_content_length;
+        match self.read_body(head.body(), max).await {
+            Ok(_) => Ok(true),
+            Err(ReadError::Io(e)) => Err(e.into()),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Routes one request and queues (or hands over) its response.
+    async fn handle(&mut self, head: Head) -> Result<(), ConnError> {
+        Counters::bump(&self.server.counters().requests);
+        if let Phase::Http { started } = &mut self.phase {
+            *started = None;
+        }
+        let active = self.server.current();
+        let snapshot = &active.snapshot;
+        let host_index = head
+            .host()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| snapshot.host_table.lookup(h))
+            .copied()
+            .unwrap_or(snapshot.default_host);
+        let host = &snapshot.hosts[host_index];
+        let result = match host.routes.lookup(head.path()) {
+            None => self.answer_without_body(&head, 404).await,
+            Some(route) => match *route.target {
+                Target::Handler(i) => self.dispatch(&head, &active, i, route.key).await,
+                Target::Dir(i) => self.serve_dir(&head, &active, i, route.prefix).await,
+                Target::Proxy(i) => {
+                    debug!(
+                        proxy = snapshot.proxies[i].id,
+                        "proxy routes are not served yet; answering 502"
+                    );
+                    self.answer_without_body(&head, 502).await
+                }
+            },
+        };
+        self.touch();
+        result
+    }
+
+    /// Skips the request's body and queues a canned status.
+    async fn answer_without_body(&mut self, head: &Head, status: u16) -> Result<(), ConnError> {
+        let consumed = self.discard_body(head).await?;
+        let close = !head.keep_alive() || !consumed;
+        self.queue_local(Local::Bytes(http::canned(status, close)), close);
+        self.log(head, status, 0);
+        Ok(())
+    }
+
+    fn queue_local(&mut self, response: Local, close: bool) {
+        self.responses.push(Owed::Local { response, close });
+        if close {
+            self.phase = Phase::Finishing;
+        }
+    }
+
+    /// Reads the body and hands the request to the handler's link.
+    async fn dispatch(
+        &mut self,
+        head: &Head,
+        active: &Active,
+        handler: usize,
+        pattern: &str,
+    ) -> Result<(), ConnError> {
+        let settings = &active.snapshot.settings;
+        let max = settings.limits_content_length;
+        if let BodyKind::Length(n) = head.body() {
+            if n > max as u64 {
+                self.refuse(413);
+                self.log(head, 413, 0);
+                return Ok(());
+            }
+        }
+        if head.expects_continue() && head.body() != BodyKind::None && self.responses.is_empty() {
+            // Only when nothing is owed before it: an interim response
+            // must not overtake earlier responses (a client waiting for
+            // it sends the body after its own timeout anyway).
+            self.write_all(http::CONTINUE).await?;
+        }
+        let body = match self.read_body(head.body(), max).await {
+            Ok(body) => body,
+            Err(ReadError::Io(e)) => return Err(e.into()),
+            Err(e) => {
+                let status = e.status();
+                self.refuse(status);
+                self.log(head, status, 0);
+                return Ok(());
+            }
+        };
+        let outbox = self.register();
+        let link = &active.links[handler];
+        let handoff = link.dispatch(&LinkRequest {
+            head,
+            pattern,
+            body: &body,
+            peer: self.peer,
+            conn_id: outbox.id(),
+            url_scheme: active.url_scheme,
+            clobber_forwarded_for: !settings.no_clobber_xff,
+            method: None,
+            extra: &[],
+        });
+        self.links.add(link);
+        match handoff {
+            Handoff::Sent | Handoff::Held => self.responses.push(Owed::handler(head.method())),
+            Handoff::Refused(why) => {
+                debug!(handler = link.handler_id(), reason = %why, "handler link refused a request");
+                Counters::bump(&self.server.counters().handler_unavailable);
+                let retry = settings.kennel_handler_retry_after;
+                self.queue_local(Local::Bytes(http::service_unavailable(retry, false)), false);
+            }
+        }
+        // Mongrel2 logs handler requests as 200 with the request body size:
+        // it never sees the handler's status.
+        self.log(head, 200, body.len());
+        Ok(())
+    }
+
+    /// This connection's outbox, registering it on first use.
+    fn register(&mut self) -> Arc<Outbox> {
+        match &self.outbox {
+            Some(o) => Arc::clone(o),
+            None => {
+                let o = self.server.registry().register();
+                self.outbox = Some(Arc::clone(&o));
+                o
+            }
+        }
+    }
+
+    async fn serve_dir(
+        &mut self,
+        head: &Head,
+        active: &Active,
+        index: usize,
+        prefix: &str,
+    ) -> Result<(), ConnError> {
+        let consumed = self.discard_body(head).await?;
+        let close = !head.keep_alive() || !consumed;
+        let request = DirRequest {
+            method: head.method(),
+            path: head.path(),
+            query: head.query(),
+            prefix,
+            if_none_match: head.header("if-none-match"),
+            if_modified_since: head.header("if-modified-since"),
+            if_unmodified_since: head.header("if-unmodified-since"),
+            if_match: head.header("if-match"),
+            range: head.header("range"),
+            if_range: head.header("if-range"),
+            close,
+        };
+        let snapshot = &active.snapshot;
+        let response = dir::respond_with(
+            self.server.files(),
+            &snapshot.dirs[index],
+            &snapshot.mimetypes,
+            &request,
+        )
+        .await;
+        self.log(head, response.status, response.body.len() as usize);
+        self.queue_local(Local::Dir(Box::new(response)), close);
+        Ok(())
+    }
+
+    /// Writes every response that can be written now, in order: Kennel's
+    /// own as they come to the front, a handler's as its bytes arrive.
+    /// `Some(end)` when the connection must end.
+    async fn write_ready(&mut self) -> Result<Option<End>, ConnError> {
+        loop {
+            if let Some(Owed::Local { .. }) = self.responses.front() {
+                let Some(Owed::Local { response, close }) = self.responses.pop() else {
+                    unreachable!("the front was just seen to be local");
+                };
+                self.write_local(response).await?;
+                if close {
+                    return Ok(Some(End::Linger));
+                }
+                continue;
+            }
+            // The front is a handler's response, or nothing is owed: what
+            // the handler sent is next.
+            let Some(item) = self.next_item() else {
+                return Ok(None);
+            };
+            match item {
+                Outgoing::Data(bytes) => self.write_handler_bytes(bytes).await?,
+                Outgoing::Close => return Ok(Some(End::Linger)),
+                Outgoing::Cancel => return Ok(Some(End::Abort { cancelled: true })),
+                Outgoing::Overflow => {
+                    Counters::bump(&self.server.counters().outbox_overflows);
+                    debug!(peer = %self.peer, "dropping a client that does not read its replies");
+                    return Ok(Some(End::Abort { cancelled: false }));
+                }
+                Outgoing::KeepAlive => self.touch(),
+                Outgoing::Unavailable => self.handler_unavailable().await?,
+            }
+        }
+    }
+
+    /// The next item from the outbox, in order.
+    fn next_item(&mut self) -> Option<Outgoing> {
+        if self.items.is_empty() {
+            if let Some(outbox) = &self.outbox {
+                outbox.drain_into(&mut self.items);
+            }
+        }
+        let item = self.items.pop_front();
+        if self.items.is_empty() && self.items.capacity() > 16 {
+            self.items = std::collections::VecDeque::new();
+        }
+        item
+    }
+
+    /// A held request expired: its response is a 503.
+    async fn handler_unavailable(&mut self) -> Result<(), ConnError> {
+        let fresh =
+            matches!(self.responses.front(), Some(Owed::Handler { scanner }) if scanner.is_fresh());
+        if !fresh {
+            debug!(peer = %self.peer, "a 503 for a request whose response already started; dropped");
+            return Ok(());
+        }
+        self.responses.pop();
+        Counters::bump(&self.server.counters().handler_unavailable);
+        let retry = self
+            .server
+            .current()
+            .snapshot
+            .settings
+            .kennel_handler_retry_after;
+        self.write_all(&http::service_unavailable(retry, false))
+            .await?;
+        self.touch();
+        Ok(())
+    }
+
+    /// Writes a handler's bytes: the part that belongs to the response at
+    /// the front, then (if that response ended inside them) the rest as the
+    /// start of the next one, which may have to wait behind Kennel's own.
+    async fn write_handler_bytes(&mut self, mut bytes: Bytes) -> Result<(), ConnError> {
+        while !bytes.is_empty() {
+            let Some(Owed::Handler { scanner }) = self.responses.front() else {
+                if self.responses.is_empty() {
+                    // Owed nothing: a push, written as it comes.
+                    return self.write_all_bytes(bytes).await;
+                }
+                // Kennel's own response is next: these bytes wait for it.
+                self.items.push_front(Outgoing::Data(bytes));
+                return Ok(());
+            };
+            let (n, outcome) = scanner.scan(&bytes);
+            let part = bytes.split_to(n);
+            if matches!(outcome, Some(Outcome::Complete { .. })) {
+                self.responses.pop();
+            }
+            self.write_all_bytes(part).await?;
+            self.touch();
+        }
+        Ok(())
+    }
+
+    async fn write_local(&mut self, response: Local) -> Result<(), ConnError> {
+        match response {
+            Local::Bytes(bytes) => self.write_all(&bytes).await,
+            Local::Dir(response) => self.send_dir(*response).await,
+        }
+    }
+
+    /// Writes a planned static response: the head (with an in-memory body
+    /// in the same write), then file ranges with `sendfile(2)` where the
+    /// transport allows it.
+    async fn send_dir(&mut self, response: dir::Response) -> Result<(), ConnError> {
+        match response.body {
+            dir::Body::Empty => self.write_all(&response.head).await,
+            dir::Body::Bytes(body) => self.write_pair(&response.head, &body).await,
+            dir::Body::File { file, parts, .. } => {
+                self.write_all(&response.head).await?;
+                for part in parts {
+                    match part {
+                        dir::Part::Bytes(bytes) => self.write_all(&bytes).await?,
+                        dir::Part::Range { offset, len } => {
+                            self.send_file_range(&file, offset, len).await?
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `len` bytes of `file` from `offset`: `sendfile(2)` in
+    /// [`dir::SENDFILE_CHUNK`] calls (yielding between them, so large
+    /// responses interleave across connections), under the write deadline.
+    async fn send_file_range(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), ConnError> {
+        let mut position = i64::try_from(offset).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "file offset too large")
+        })?;
+        let mut remaining = len;
+        let mut progress = Progress::start(self.write_deadline);
+        while remaining > 0 {
+            let Some(stream) = self.transport.tcp() else {
+                unreachable!("every transport is plain TCP so far");
+            };
+            let count = usize::try_from(remaining)
+                .map_or(dir::SENDFILE_CHUNK, |r| r.min(dir::SENDFILE_CHUNK));
+            tokio::select! {
+                r = stream.writable() => r?,
+                _ = sleep_until(progress.deadline()) => {
+                    if progress.expired() {
+                        return Err(self.write_timed_out());
+                    }
+                    continue;
+                }
+            }
+            match dir::sendfile_once(stream, file, &mut position, count) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "file shrank while it was sent",
+                    )
+                    .into())
+                }
+                Ok(n) => {
+                    progress.wrote(n);
+                    self.wrote();
+                    remaining -= n as u64;
+                    if remaining > 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_timed_out(&self) -> ConnError {
+        Counters::bump(&self.server.counters().write_timeouts);
+        debug!(peer = %self.peer, "dropping a client that does not read its response");
+        ConnError::WriteTimeout
+    }
+
+    /// Records a successful write for the outbox's stall check.
+    fn wrote(&self) {
+        if let Some(o) = &self.outbox {
+            o.wrote(self.server.registry().now_ms());
+        }
+    }
+
+    async fn write_all_bytes(&mut self, bytes: Bytes) -> Result<(), ConnError> {
+        self.write_all(&bytes).await
+    }
+
+    /// Writes all of `bytes` under the write deadline, watching the outbox
+    /// so a cancel or an overflow stops even a blocked write.
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        self.write_pair(bytes, &[]).await
+    }
+
+    /// Writes all of `first` then all of `second` (in vectored writes, so a
+    /// head and a small body leave in one system call) under the write
+    /// deadline, watching the outbox so a cancel or an overflow stops even
+    /// a blocked write.
+    async fn write_pair(&mut self, mut first: &[u8], mut second: &[u8]) -> Result<(), ConnError> {
+        let mut progress = Progress::start(self.write_deadline);
+        let outbox = self.outbox.clone();
+        while !first.is_empty() || !second.is_empty() {
+            if let Some(reason) = outbox.as_ref().and_then(|o| o.aborted()) {
+                return Err(ConnError::Aborted {
+                    cancelled: reason == Outgoing::Cancel,
+                });
+            }
+            let slices = [std::io::IoSlice::new(first), std::io::IoSlice::new(second)];
+            tokio::select! {
+                r = self.transport.write_vectored(&slices) => {
+                    let n = r?;
+                    if n == 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+                    }
+                    let from_first = n.min(first.len());
+                    first = &first[from_first..];
+                    second = &second[n - from_first..];
+                    progress.wrote(n);
+                    self.wrote();
+                }
+                _ = sleep_until(progress.deadline()) => {
+                    if progress.expired() {
+                        return Err(self.write_timed_out());
+                    }
+                }
+                // Something was queued meanwhile: only an abort matters now;
+                // the rest is taken from the outbox after this write (the
+                // writer drains it before it waits again, so the wake-up
+                // consumed here is not needed).
+                _ = async {
+                    match &outbox {
+                        Some(o) => o.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn log(&self, head: &Head, status: u16, size: usize) {
+        if let Some(log) = self.server.access_log() {
+            let host = head.host().unwrap_or(b"");
+            log.record(
+                host,
+                &self.peer,
+                head.method(),
+                head.path(),
+                head.version().as_str(),
+                status,
+                size,
+            );
+        }
+    }
+
+    /// Ends the connection as `end` says, leaves the registry and tells
+    /// the links this connection used.
+    async fn finish(&mut self, end: End) {
+        if end == End::Linger {
+            // The queue may hold a last refusal (408 on a timeout).
+            if let Some(Owed::Local { .. }) = self.responses.front() {
+                if let Some(Owed::Local { response, .. }) = self.responses.pop() {
+                    let _ = self.write_local(response).await;
+                }
+            }
+            self.linger().await;
+        }
+        self.responses.clear();
+        counters_closed(&self.server);
+        let Some(outbox) = self.outbox.take() else {
+            return;
+        };
+        self.server.registry().unregister(outbox.id());
+        if end != (End::Abort { cancelled: true }) {
+            for link in self.links.as_slice() {
+                link.disconnect(outbox.id());
+            }
+        }
+    }
+
+    /// nginx's lingering close: shut the write side down, then read and
+    /// discard what the client still sends, up to [`LINGER_BYTES`] or
+    /// `kennel.http.linger_ms`, so a client still sending sees the response
+    /// rather than a reset.
+    async fn linger(&mut self) {
+        if self.transport.shutdown().await.is_err() {
+            return;
+        }
+        let ms = self
+            .server
+            .current()
+            .snapshot
+            .settings
+            .kennel_http_linger_ms;
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        let mut discarded = self.buf.len();
+        self.buf.clear();
+        while discarded < LINGER_BYTES {
+            if self.buf.capacity() < READ_CHUNK {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let read = tokio::select! {
+                r = std::future::poll_fn(|cx| {
+                    tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.transport), cx, &mut self.buf)
+                }) => r,
+                _ = sleep_until(deadline) => return,
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    discarded += n;
+                    self.buf.advance(self.buf.len());
+                }
+            }
+        }
+    }
+}
+
+fn counters_closed(server: &Server) {
+    server
+        .counters()
+        .connections_open
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Why a request's body could not be read.
+#[derive(Debug)]
+enum ReadError {
+    Io(std::io::Error),
+    Timeout,
+    TooLarge,
+    Http(HttpError),
+}
+
+impl ReadError {
+    fn status(&self) -> u16 {
+        match self {
+            ReadError::Io(_) => 400,
+            ReadError::Timeout => 408,
+            ReadError::TooLarge => 413,
+            ReadError::Http(e) => e.status(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// An idle connection is its task: this future plus a few small heap
+    /// objects. The benchmark target is at most 1 KiB of memory per idle
+    /// keep-alive connection, so the future must stay well under that; a
+    /// change that inlines a request's state machine here (instead of
+    /// boxing it) fails this test.
+    #[test]
+    fn an_idle_connection_stays_small() {
+        fn size<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (stream, peer) = listener.accept().await.unwrap();
+            let db = rusqlite::Connection::open_in_memory().unwrap();
+            db.execute_batch(crate::config::SCHEMA_SQL).unwrap();
+            db.execute_batch(
+                "INSERT INTO server (id, uuid, access_log, error_log, pid_file, chroot, default_host, port)
+                   VALUES (1, 'u', '', '', '', '', 'h', 0);
+                 INSERT INTO host (id, server_id, name, matching) VALUES (1, 1, 'h', 'h');",
+            )
+            .unwrap();
+            let snapshot =
+                Arc::new(crate::config::load_from(&db, &crate::config::ServerSelector::Any).unwrap());
+            let server = Server::start(snapshot).unwrap();
+            let fut = serve(stream, peer, server, CancellationToken::new());
+            let bytes = size(&fut);
+            assert!(bytes <= 900, "the connection future grew to {bytes} bytes");
+        });
+    }
+}

@@ -1,0 +1,114 @@
+//! The responses a connection owes, in request order.
+//!
+//! Every request a connection reads adds one entry: either a response
+//! Kennel made itself ([`Local`]: a canned status, a static file) or a
+//! response that will come from a handler, whose end is found by following
+//! its framing ([`ResponseScanner`]) over the handler's bytes. Entries
+//! leave in order: a static file asked for after a handler route waits
+//! until the handler's response is complete, so pipelined responses never
+//! overtake each other (RFC 9112 §9.3.2). Bytes a handler sends to a
+//! connection that owes it nothing (a push to an open connection, as
+//! Mongrel2 allows) are written as they come, between responses.
+//!
+//! The first entry lives inline, so a connection that is not pipelining
+//! never allocates for this queue.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::dir;
+use crate::http::framing::ResponseScanner;
+
+/// A response Kennel makes itself.
+#[derive(Debug)]
+pub enum Local {
+    /// Complete bytes: a canned status, an interim `100 Continue`.
+    Bytes(Bytes),
+    /// A static file (or the Dir handler's own refusal).
+    Dir(Box<dir::Response>),
+}
+
+/// One response owed.
+#[derive(Debug)]
+pub enum Owed {
+    /// Kennel's own; `close` when the connection ends after it.
+    Local {
+        /// What to write.
+        response: Local,
+        /// Close (lingering) once it is written.
+        close: bool,
+    },
+    /// A handler's, still to come (or coming) through the outbox.
+    Handler {
+        /// Where the response ends.
+        scanner: ResponseScanner,
+    },
+}
+
+impl Owed {
+    /// A handler response to a request with `method`.
+    pub fn handler(method: &[u8]) -> Owed {
+        Owed::Handler {
+            scanner: ResponseScanner::new(method == b"HEAD"),
+        }
+    }
+}
+
+/// The queue of responses owed.
+#[derive(Debug, Default)]
+pub struct Responses {
+    first: Option<Owed>,
+    rest: VecDeque<Owed>,
+}
+
+impl Responses {
+    /// How many responses are owed.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Whether any owed response is a handler's.
+    pub fn awaits_handler(&self) -> bool {
+        self.first
+            .iter()
+            .chain(self.rest.iter())
+            .any(|o| matches!(o, Owed::Handler { .. }))
+    }
+
+    /// Adds a response owed after all the others.
+    pub fn push(&mut self, owed: Owed) {
+        if self.first.is_none() {
+            self.first = Some(owed);
+        } else {
+            self.rest.push_back(owed);
+        }
+    }
+
+    /// The response to write next.
+    pub fn front(&mut self) -> Option<&mut Owed> {
+        self.first.as_mut()
+    }
+
+    /// Removes the front response.
+    pub fn pop(&mut self) -> Option<Owed> {
+        let front = self.first.take();
+        self.first = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > 0 {
+            // Give a pipelining burst's memory back once it is over.
+            self.rest = VecDeque::new();
+        }
+        front
+    }
+
+    /// Drops every owed response (the connection is ending).
+    pub fn clear(&mut self) {
+        self.first = None;
+        self.rest = VecDeque::new();
+    }
+}

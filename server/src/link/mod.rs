@@ -1,0 +1,192 @@
+//! Handler links: how a request reaches the processes that serve a handler
+//! route, and how their replies come back.
+//!
+//! A connection task hands a request to a [`Link`] with [`Link::dispatch`]
+//! and learns at once what became of it ([`Handoff`]): sent, held until a
+//! handler process can take it, or refused (the connection answers `503`
+//! with `Retry-After`). It never encodes a link's messages itself. Replies
+//! come back through the [`crate::registry::Registry`]: a link's reply
+//! reader pushes each reply body into the outboxes of the connections it
+//! names.
+//!
+//! Links are named by stable [`LinkId`]s, one per distinct `send_spec` +
+//! `recv_spec` (Mongrel2's handler deduplication, PROTOCOL.md §1.1), not by
+//! their position in a snapshot, so a config reload can keep, add and drain
+//! them; a [`LinkTable`] owns them by those specs.
+//!
+//! Kinds:
+//! - [`mongrel2`]: Mongrel2's PUSH/SUB pair, byte for byte (every existing
+//!   handler and handler library);
+//! - (the reliable broker link comes with its own issue).
+//!
+//! The threads and tasks behind a link are supervised: one that fails is
+//! logged at error level and restarted, or the link is marked down (then
+//! every request is refused with a 503 instead of vanishing).
+//!
+//! Does not own: connection ids and outboxes (the registry), HTTP, routing.
+
+pub mod mongrel2;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use crate::config::{Handler, Settings};
+use crate::http::Head;
+use crate::registry::Registry;
+
+pub use mongrel2::{LinkError, Mongrel2Link};
+
+/// A link's stable name: the same `send_spec` + `recv_spec` keeps its id
+/// for the life of the server, across config reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u32);
+
+impl std::fmt::Display for LinkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "link {}", self.0)
+    }
+}
+
+/// What became of a request handed to a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// A handler process has it (or ZeroMQ's queue for one does).
+    Sent,
+    /// Held until a handler process can take it; if none does in time the
+    /// connection gets [`crate::registry::Outgoing::Unavailable`].
+    Held,
+    /// Not taken: answer `503` with `Retry-After` now.
+    Refused(Refusal),
+}
+
+/// Why a link refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// As many requests as the link may hold are already waiting for a
+    /// handler process (`kennel.handler.max_held`).
+    #[error("the held-request queue is full")]
+    QueueFull,
+    /// The link is down: a thread or socket behind it failed for good.
+    #[error("the link is down")]
+    Down,
+}
+
+/// One request for a handler, as the connection task knows it. Borrowed:
+/// the link encodes it before `dispatch` returns.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkRequest<'a> {
+    /// The parsed request head (path, method, headers …).
+    pub head: &'a Head,
+    /// The route key as configured (Mongrel2's `PATTERN`).
+    pub pattern: &'a str,
+    /// The request body (empty for none; a slice of an upload otherwise).
+    pub body: &'a [u8],
+    /// The client.
+    pub peer: SocketAddr,
+    /// The connection's id in the registry.
+    pub conn_id: u64,
+    /// `http` or `https`.
+    pub url_scheme: &'a str,
+    /// Replace the client's `X-Forwarded-For` with the peer's address
+    /// (Mongrel2's default; off with `no_clobber_xff = 1`).
+    pub clobber_forwarded_for: bool,
+    /// Sent as `METHOD` instead of the request's method
+    /// (`WEBSOCKET_HANDSHAKE`, `WEBSOCKET`).
+    pub method: Option<&'a [u8]>,
+    /// Further server keys, written after the others (`FLAGS`, the upload
+    /// keys, `DOWNLOAD_CREDITS`).
+    pub extra: &'a [(&'a [u8], &'a [u8])],
+}
+
+/// A way to the processes serving one handler.
+pub trait Link: Send + Sync + std::fmt::Debug {
+    /// The link's stable id.
+    fn id(&self) -> LinkId;
+
+    /// `handler.id` of the (first) handler row behind the link, for logs.
+    fn handler_id(&self) -> i64;
+
+    /// Hands `request` over; says at once what became of it.
+    fn dispatch(&self, request: &LinkRequest<'_>) -> Handoff;
+
+    /// Tells the handler that connection `conn_id` is gone (Mongrel2's
+    /// disconnect notice). Best effort: a notice no handler takes in time
+    /// is dropped.
+    fn disconnect(&self, conn_id: u64);
+
+    /// Tells the handler that `bytes` more of its reply to `conn_id` were
+    /// written to the client (`download.flow_control`'s credit notice).
+    fn credits(&self, conn_id: u64, bytes: u64);
+
+    /// Whether the link can take requests (false once it is down).
+    fn is_up(&self) -> bool;
+}
+
+/// Every link of a server, by `send_spec` + `recv_spec`: what a snapshot's
+/// handlers are resolved against.
+///
+/// Owns the ZeroMQ context the links' sockets live in (made with the first
+/// link, under `kennel.zeromq.batch_scheduling`).
+#[derive(Default)]
+pub struct LinkTable {
+    context: Option<zmq::Context>,
+    links: HashMap<(String, String), Arc<Mongrel2Link>>,
+    next_id: AtomicU32,
+}
+
+impl std::fmt::Debug for LinkTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkTable")
+            .field("links", &self.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinkTable {
+    /// An empty table.
+    pub fn new() -> LinkTable {
+        LinkTable::default()
+    }
+
+    /// The links for `handlers`, in their order: an existing link for the
+    /// same specs is kept, a new one is bound. Must be called from within
+    /// a tokio runtime (a new link spawns its reply reader there).
+    pub fn resolve(
+        &mut self,
+        handlers: &[Handler],
+        registry: &Arc<Registry>,
+        settings: &Settings,
+    ) -> Result<Vec<Arc<dyn Link>>, LinkError> {
+        let mut resolved: Vec<Arc<dyn Link>> = Vec::with_capacity(handlers.len());
+        if self.context.is_none() && !handlers.is_empty() {
+            self.context = Some(mongrel2::new_context(
+                settings.kennel_zeromq_batch_scheduling,
+            )?);
+        }
+        for handler in handlers {
+            let key = (handler.send_spec.clone(), handler.recv_spec.clone());
+            let link = match self.links.get(&key) {
+                Some(link) => Arc::clone(link),
+                None => {
+                    let id = LinkId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+                    let context = self.context.as_ref().expect("made above");
+                    let link =
+                        Mongrel2Link::bind(id, context, handler, Arc::clone(registry), settings)?;
+                    self.links.insert(key, Arc::clone(&link));
+                    link
+                }
+            };
+            resolved.push(link);
+        }
+        Ok(resolved)
+    }
+
+    /// Stops every link (queued requests get a short linger to leave).
+    pub fn shutdown(&mut self) {
+        for (_, link) in self.links.drain() {
+            link.shutdown();
+        }
+    }
+}
