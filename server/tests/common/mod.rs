@@ -96,6 +96,20 @@ impl TestServer {
         self.dir.path().to_owned()
     }
 
+    /// The running server object (its counters, registry …).
+    pub fn server(&self) -> &std::sync::Arc<kennel::server::Server> {
+        self.server.as_ref().expect("running").server()
+    }
+
+    /// Waits until `what` holds of the server's counters, for up to 10 s.
+    pub fn wait_for(&self, what: &str, mut holds: impl FnMut(&kennel::server::Counters) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !holds(self.server().counters()) {
+            assert!(Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// A handler connected to the server, with the PUB→SUB path proven:
     /// it replies to connection id 0 (never used) until the server answers
     /// with a disconnect notice for id 0.
