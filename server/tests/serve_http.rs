@@ -205,3 +205,70 @@ fn cached_files_follow_changes_on_disk() {
     assert!(get(&mut client).starts_with("HTTP/1.1 404 "));
     server.stop();
 }
+
+/// `response` with the value of its `Date` header replaced by `<date>`,
+/// after checking it is an IMF-fixdate (29 bytes ending in ` GMT`).
+fn without_date(response: &[u8]) -> String {
+    let text = text(response);
+    let Some((before, after)) = text.split_once("\r\nDate: ") else {
+        return text;
+    };
+    let (date, rest) = after.split_once("\r\n").expect("a line end after Date");
+    assert!(date.len() == 29 && date.ends_with(" GMT"), "Date: {date}");
+    format!("{before}\r\nDate: <date>\r\n{rest}")
+}
+
+/// No request (other than the harness's own notices for id 0) reaches the
+/// handler within `wait`.
+fn assert_no_request(handler: &kennel_handler::Connection, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Some(req) = handler.recv_timeout(left).unwrap() {
+            assert!(
+                req.is_disconnect() && req.conn_id() == 0,
+                "the handler got {:?} {:?}",
+                req.method(),
+                text(req.path())
+            );
+        }
+    }
+}
+
+const BAD_REQUEST_CLOSE: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+    Content-Length: 16\r\nDate: <date>\r\nServer: Kennel\r\nConnection: close\r\n\r\n400 Bad Request\n";
+
+/// A chunked body whose lines end in a bare LF is refused with 400 and the
+/// connection closes, so the request "inside" it (which a parser that
+/// reads the body differently would see) never reaches the handler; the
+/// same bytes with CRLF line ends are one request, then the next.
+#[test]
+fn a_bare_lf_in_a_chunked_body_is_400_and_smuggles_nothing() {
+    let server = TestServer::start();
+    let handler = server.handler();
+    let head =
+        "POST /handler/upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let smuggled = "GET /handler/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for body in [
+        "5\nhello\n0\n\n",
+        "5\nhello\r\n0\r\n\r\n",
+        "5\r\nhello\n0\r\n\r\n",
+        "5\r\nhello\r\n0\n\r\n",
+        "5\r\nhello\r\n0\r\nX-Trailer: 1\n\r\n",
+        "5\r\nhello\r\n0\r\n\n",
+    ] {
+        let mut client = server.client();
+        client.send(format!("{head}{body}{smuggled}").as_bytes());
+        let response = client.read_to_end();
+        assert_eq!(without_date(&response), BAD_REQUEST_CLOSE, "{body:?}");
+        assert_no_request(&handler, Duration::from_millis(300));
+    }
+
+    // The control: with CRLF the POST and then the GET reach the handler.
+    let mut client = server.client();
+    client.send(format!("{head}5\r\nhello\r\n0\r\n\r\n{smuggled}").as_bytes());
+    let post = recv(&handler);
+    assert_eq!((post.method(), post.body()), (Some("POST"), &b"hello"[..]));
+    let get = recv(&handler);
+    assert_eq!(get.path(), b"/handler/smuggled");
+    server.stop();
+}

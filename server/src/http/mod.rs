@@ -187,9 +187,14 @@ pub enum HttpError {
         /// The limit in force.
         limit: usize,
     },
-    /// Chunk data not followed by CRLF (400).
+    /// Chunk data not followed by CRLF, a bare LF included (400).
     #[error("chunk data not followed by CRLF")]
     MissingChunkTerminator,
+    /// A chunk-size line, trailer line or the last line of a chunked body
+    /// ends in a bare LF, not CRLF (400): refused so that no request can
+    /// hide inside a body that another parser frames differently.
+    #[error("line of a chunked body not ended by CRLF")]
+    ChunkedLineEnding,
     /// The trailer section is larger than the decoder's limit (431).
     #[error("trailer section larger than {limit} bytes")]
     TrailersTooLarge {
@@ -232,7 +237,8 @@ impl HttpError {
             | HttpError::ChunkedNotFinal
             | HttpError::InvalidChunkSize
             | HttpError::ChunkSizeLineTooLong { .. }
-            | HttpError::MissingChunkTerminator => 400,
+            | HttpError::MissingChunkTerminator
+            | HttpError::ChunkedLineEnding => 400,
         }
     }
 }
