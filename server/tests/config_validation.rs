@@ -327,7 +327,7 @@ fn handlers_are_deduplicated_by_send_and_recv_spec() {
     let s = load_with(
         "INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident)
              VALUES (2, 'tcp://127.0.0.1:9999', 'ident-2', 'tcp://127.0.0.1:9998', ''),
-                    (3, 'tcp://127.0.0.1:9999', 'ident-1', 'tcp://127.0.0.1:7777', '');
+                    (3, 'tcp://127.0.0.1:7777', 'ident-1', 'tcp://127.0.0.1:7778', '');
          INSERT INTO route (id, path, host_id, target_id, target_type) VALUES
              (4, '/two/', 1, 2, 'handler'),
              (5, '/three/', 1, 3, 'handler');",
@@ -342,10 +342,134 @@ fn handlers_are_deduplicated_by_send_and_recv_spec() {
     assert_eq!(targets[4], Target::Handler(1));
     assert_eq!(
         s.warnings,
-        [
-            "handler 2: same send_spec and recv_spec as handler 1, whose other columns are used, as Mongrel2 does",
-            r#"handler 3: send_spec "tcp://127.0.0.1:9999" is also used by handler 1 (with a different recv_spec)"#,
-        ]
+        ["handler 2: same send_spec and recv_spec as handler 1, whose other columns are used, as Mongrel2 does"]
+    );
+}
+
+/// A second handler (row 2, routed at `/two/`) with these specs.
+fn second_handler(send: &str, recv: &str) -> String {
+    format!(
+        "INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident)
+             VALUES (2, '{send}', 'ident-2', '{recv}', '');
+         INSERT INTO route (id, path, host_id, target_id, target_type)
+             VALUES (4, '/two/', 1, 2, 'handler');"
+    )
+}
+
+/// The message for an endpoint bound twice.
+fn bound_twice(id: i64, column: &str, spec: &str, other: &str) -> String {
+    format!(
+        "handler {id}: column {column}: \"{spec}\" is also the {other}; each endpoint can be \
+         bound only once, so the server could not start (handler rows share one socket \
+         pair only when both their send_spec and recv_spec are the same)"
+    )
+}
+
+#[test]
+fn handlers_sharing_one_spec_but_not_the_other_cannot_both_bind() {
+    // Same send_spec, different recv_spec.
+    assert_eq!(
+        error_with(&second_handler(
+            "tcp://127.0.0.1:9999",
+            "tcp://127.0.0.1:7777"
+        )),
+        bound_twice(
+            2,
+            "send_spec",
+            "tcp://127.0.0.1:9999",
+            "send_spec of handler 1"
+        )
+    );
+    // Same recv_spec, different send_spec.
+    assert_eq!(
+        error_with(&second_handler(
+            "tcp://127.0.0.1:7777",
+            "tcp://127.0.0.1:9998"
+        )),
+        bound_twice(
+            2,
+            "recv_spec",
+            "tcp://127.0.0.1:9998",
+            "recv_spec of handler 1"
+        )
+    );
+    // One handler's send_spec is another's recv_spec.
+    assert_eq!(
+        error_with(&second_handler(
+            "tcp://127.0.0.1:9998",
+            "tcp://127.0.0.1:7777"
+        )),
+        bound_twice(
+            2,
+            "send_spec",
+            "tcp://127.0.0.1:9998",
+            "recv_spec of handler 1"
+        )
+    );
+    // Or its own.
+    assert_eq!(
+        error_with("UPDATE handler SET recv_spec = send_spec WHERE id = 1"),
+        bound_twice(
+            1,
+            "recv_spec",
+            "tcp://127.0.0.1:9999",
+            "send_spec of this handler"
+        )
+    );
+    // A handler no route uses binds nothing, so it clashes with nothing.
+    let s = load_with(
+        "INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident)
+             VALUES (2, 'tcp://127.0.0.1:9999', 'ident-2', 'tcp://127.0.0.1:7777', '')",
+    )
+    .unwrap();
+    assert_eq!(s.handlers.len(), 1);
+}
+
+#[test]
+fn use_ssl_is_an_error_until_tls_lands() {
+    let tls = "server 1: column use_ssl: is on, but Kennel does not implement TLS yet and will \
+               not serve this port as plain HTTP; until TLS support lands, set use_ssl to 0 \
+               (and put a TLS-terminating proxy in front)";
+    assert_eq!(error_with("UPDATE server SET use_ssl = 1"), tls);
+    assert_eq!(error_with("UPDATE server SET use_ssl = 2"), tls);
+    assert!(
+        !load_with("UPDATE server SET use_ssl = 0")
+            .unwrap()
+            .server
+            .use_ssl
+    );
+}
+
+#[test]
+fn settings_out_of_their_range() {
+    let setting = |key: &str, value: &str| {
+        error_with(&format!(
+            "INSERT INTO setting (id, key, value) VALUES (4, '{key}', '{value}')"
+        ))
+    };
+    assert_eq!(
+        setting("kennel.http.request_timeout_ms", "18446744073709551615"),
+        "setting 4: column value: \"18446744073709551615\" is out of range for \
+         kennel.http.request_timeout_ms (expected 1 to 31536000000)"
+    );
+    assert_eq!(
+        setting("kennel.max_connections", "0"),
+        "setting 4: column value: \"0\" is out of range for kennel.max_connections \
+         (expected 1 to 100000000)"
+    );
+    assert_eq!(
+        setting("kennel.max_connections", "2305843009213693952"),
+        "setting 4: column value: \"2305843009213693952\" is out of range for \
+         kennel.max_connections (expected 1 to 100000000)"
+    );
+    assert_eq!(
+        setting("limits.min_ping", "0"),
+        "setting 4: column value: \"0\" is out of range for limits.min_ping (expected 1 to 31536000)"
+    );
+    assert_eq!(
+        setting("limits.buffer_size", "100"),
+        "setting 4: column value: \"100\" is out of range for limits.buffer_size \
+         (expected 256 to 16777216)"
     );
 }
 
@@ -376,7 +500,14 @@ fn kennel_handler_overrides_and_validation() {
     assert_eq!(s.handlers[0].connect_wait_ms, 0);
     assert_eq!(
         error_with("INSERT INTO kennel_handler (handler_id, connect_wait_ms) VALUES (1, -5)"),
-        "kennel_handler 1: column connect_wait_ms: -5 is out of range (expected 0 or more)"
+        "kennel_handler 1: column connect_wait_ms: -5 is out of range (expected 0 to 31536000000)"
+    );
+    // At most a year, like the setting: no deadline can overflow.
+    assert_eq!(
+        error_with(
+            "INSERT INTO kennel_handler (handler_id, connect_wait_ms) VALUES (1, 31536000001)"
+        ),
+        "kennel_handler 1: column connect_wait_ms: 31536000001 is out of range (expected 0 to 31536000000)"
     );
 }
 

@@ -1,8 +1,13 @@
 //! Reading and validating the config tables into a [`Snapshot`].
 //!
 //! Owns: the SQL queries, per-column conversion (with errors naming table,
-//! row id and column), server selection, handler deduplication and the
-//! warnings. Called by [`super::load_from`] and [`super::list_servers`].
+//! row id and column), server selection, handler deduplication, the rules
+//! across rows ([`validate`]) and the warnings. Called by
+//! [`super::load_from`] and [`super::list_servers`].
+//!
+//! Every rule a server needs to start is checked here, so `kennel check`
+//! and starting a server (both through [`super::load`]) accept and refuse
+//! the same configs with the same message.
 
 use std::collections::HashMap;
 
@@ -10,7 +15,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Params, Row};
 
 use super::schema::{table_exists, REQUIRED_TABLES};
-use super::settings::{Applied, Settings};
+use super::settings::{Applied, Settings, YEAR_MS};
 use super::{
     ConfigError, Dir, Handler, Host, MimeTypes, Plugin, Protocol, Proxy, Server, ServerSelector,
     Snapshot, Target,
@@ -334,10 +339,7 @@ pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snaps
         ));
     }
 
-    for warning in &loader.warnings {
-        tracing::warn!(target: "kennel::config", "{warning}");
-    }
-    Ok(Snapshot {
+    let snapshot = Snapshot {
         server,
         hosts,
         host_table,
@@ -350,7 +352,64 @@ pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snaps
         filters,
         xrequests,
         warnings: loader.warnings,
-    })
+    };
+    validate(&snapshot)?;
+    for warning in &snapshot.warnings {
+        tracing::warn!(target: "kennel::config", "{warning}");
+    }
+    Ok(snapshot)
+}
+
+/// The rules across rows that a snapshot must pass before anything is
+/// served: what the row-by-row reading cannot see, and what would
+/// otherwise only fail once the server starts binding sockets.
+///
+/// - `server.use_ssl` must be 0: TLS is not implemented yet, and serving
+///   plain HTTP on a port configured for TLS would be worse than refusing.
+/// - No ZeroMQ endpoint may be bound twice: two handlers (not merged, as
+///   rows with the same `send_spec` and `recv_spec` are) sharing a
+///   `send_spec` or a `recv_spec`, or one handler's `send_spec` being
+///   another's (or its own) `recv_spec`, could never both bind.
+pub(super) fn validate(snapshot: &Snapshot) -> Result<(), ConfigError> {
+    let server = &snapshot.server;
+    if server.use_ssl {
+        return Err(ConfigError::Invalid {
+            table: "server",
+            id: server.id,
+            column: "use_ssl",
+            problem: "is on, but Kennel does not implement TLS yet and will not serve this \
+                      port as plain HTTP; until TLS support lands, set use_ssl to 0 (and put \
+                      a TLS-terminating proxy in front)"
+                .into(),
+        });
+    }
+    let mut bound: HashMap<&str, (&Handler, &'static str)> = HashMap::new();
+    for handler in &snapshot.handlers {
+        for (column, spec) in [
+            ("send_spec", &handler.send_spec),
+            ("recv_spec", &handler.recv_spec),
+        ] {
+            if let Some((other, other_column)) = bound.insert(spec, (handler, column)) {
+                let owner = if other.id == handler.id {
+                    "this handler".to_owned()
+                } else {
+                    format!("handler {}", other.id)
+                };
+                return Err(ConfigError::Invalid {
+                    table: "handler",
+                    id: handler.id,
+                    column,
+                    problem: format!(
+                        "{spec:?} is also the {other_column} of {owner}; each endpoint can be \
+                         bound only once, so the server could not start (handler rows share \
+                         one socket pair only when both their send_spec and recv_spec are \
+                         the same)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The state of one load.
@@ -459,7 +518,9 @@ impl Loader<'_> {
             |c| {
                 let wait = match c.opt_int(1, "connect_wait_ms")? {
                     None => None,
-                    Some(_) => Some(c.ranged(1, "connect_wait_ms", 0, i64::MAX, None)? as u64),
+                    Some(_) => {
+                        Some(c.ranged(1, "connect_wait_ms", 0, YEAR_MS as i64, None)? as u64)
+                    }
                 };
                 rows.push((c.id, wait));
                 Ok(())
@@ -669,21 +730,6 @@ impl Loader<'_> {
             }
             index
         } else {
-            for other in &self.handlers {
-                if other.send_spec == handler.send_spec {
-                    self.warnings.push(format!(
-                        "handler {id}: send_spec {:?} is also used by handler {} \
-                         (with a different recv_spec)",
-                        handler.send_spec, other.id
-                    ));
-                } else if other.recv_spec == handler.recv_spec {
-                    self.warnings.push(format!(
-                        "handler {id}: recv_spec {:?} is also used by handler {} \
-                         (with a different send_spec)",
-                        handler.recv_spec, other.id
-                    ));
-                }
-            }
             self.handlers.push(handler);
             self.handler_by_specs.insert(specs, self.handlers.len() - 1);
             self.handlers.len() - 1

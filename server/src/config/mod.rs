@@ -12,7 +12,11 @@
 //!
 //! Every validation error names the table, the row id, the column and what
 //! is wrong, as in `route 7: column target_type: unknown target type
-//! "hander" (expected handler, dir or proxy)`. Problems that do not stop a
+//! "hander" (expected handler, dir or proxy)`. [`load`] checks everything a
+//! server needs to start (values, ranges, references, and the rules across
+//! rows such as no socket endpoint bound twice and no `use_ssl` until TLS
+//! exists): `kennel check` and starting a server both call it, so one never
+//! accepts what the other refuses. Problems that do not stop a
 //! server (an unknown setting key, a `protocol` other than `json` or
 //! `tnetstring`, configured `.so` filters) are warnings: logged with
 //! `tracing::warn!` and kept in [`Snapshot::warnings`].
@@ -30,7 +34,7 @@ use crate::routing::{HostTable, RouteTable};
 
 pub use mimetypes::MimeTypes;
 pub use schema::{apply_sql, kennel_additions_sql, SCHEMA_SQL};
-pub use settings::{Applied, FileMode, Settings};
+pub use settings::{Applied, FileMode, Settings, YEAR_MS, YEAR_SECS};
 
 /// Something wrong with a config database or with selecting a server.
 #[derive(Debug, thiserror::Error)]
