@@ -63,11 +63,7 @@ pub async fn run(
         snapshot: Arc::clone(&snapshot),
         registry,
         bridge: bridge.handle(),
-        limits: Limits {
-            max_head: settings.limits_buffer_size,
-            max_headers: settings.limits_header_count,
-            relaxed_uri: settings.request_relaxed,
-        },
+        limits: Limits::from_settings(settings),
         url_scheme: "http",
         access_log,
         files: crate::dir::FileCache::new(),

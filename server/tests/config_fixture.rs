@@ -179,7 +179,7 @@ fn settings_from_the_fixture() {
         s.settings,
         Settings {
             zeromq_threads: 1,
-            limits_buffer_size: 8192,
+            limits_buffer_size: Some(8192),
             limits_content_length: 102400,
             upload_temp_store: Some("/tmp/upload.XXXXXX".into()),
             server_daemonize: false,

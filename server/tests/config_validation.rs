@@ -197,7 +197,7 @@ fn unknown_setting_key_is_a_warning() {
             r#"setting 5: unknown key "kennel.handler.conect_wait_ms" (ignored)"#,
         ]
     );
-    assert_eq!(s.settings.limits_buffer_size, 4096);
+    assert_eq!(s.settings.limits_buffer_size, None);
 }
 
 #[test]

@@ -272,3 +272,122 @@ fn a_bare_lf_in_a_chunked_body_is_400_and_smuggles_nothing() {
     assert_eq!(get.path(), b"/handler/smuggled");
     server.stop();
 }
+
+/// The canned refusal for `status` with `Connection: close`, its `Date`
+/// value written `<date>`.
+fn refusal(status: &str) -> String {
+    let body = format!("{status}\n");
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Date: <date>\r\nServer: Kennel\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Sends `bytes` on a new connection and returns all it gets back (the
+/// server closes after a refusal).
+fn refused_with(server: &TestServer, bytes: &[u8]) -> String {
+    let mut client = server.client();
+    client.send(bytes);
+    without_date(&client.read_to_end())
+}
+
+/// Without `limits.buffer_size` a head may be 32 KiB with lines of 8 KiB
+/// (a browser's cookies, a bearer token); a longer request line is 414, a
+/// longer header line 431. Each over-long request is sent only up to the
+/// byte that makes it too long, so the server has read everything it was
+/// sent when it closes.
+#[test]
+fn default_head_limits_take_big_cookies_and_refuse_long_lines_with_414_or_431() {
+    let server = TestServer::start();
+    let handler = server.handler();
+    let cookie = format!("session={}", "c".repeat(6000));
+    let token = format!("Bearer {}", "t".repeat(2000));
+    let mut client = server.client();
+    client.send(
+        format!(
+            "GET /handler/big HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\
+             Authorization: {token}\r\nX-Other: {}\r\n\r\n",
+            "o".repeat(6000)
+        )
+        .as_bytes(),
+    );
+    let req = recv(&handler);
+    assert_eq!(req.header("cookie"), Some(cookie.as_str()));
+    assert_eq!(req.header("authorization"), Some(token.as_str()));
+
+    // The longest request line (8192 bytes with its CRLF) is served...
+    let target = format!("/handler/{}", "p".repeat(8192 - 4 - 11 - 9));
+    let line = format!("GET {target} HTTP/1.1\r\n");
+    assert_eq!(line.len(), 8192);
+    let mut client = server.client();
+    client.send(format!("{line}Host: localhost\r\n\r\n").as_bytes());
+    assert_eq!(recv(&handler).path(), target.as_bytes());
+    // ...8193 bytes of request line (not even complete) are 414.
+    let mut long_line = b"GET /handler/".to_vec();
+    long_line.resize(8193, b'p');
+    assert_eq!(
+        refused_with(&server, &long_line),
+        refusal("414 URI Too Long")
+    );
+
+    // A header line of 8193 bytes (without even its line end) is 431.
+    let mut long_header = b"GET /handler/x HTTP/1.1\r\nHost: localhost\r\nCookie: ".to_vec();
+    long_header.extend(std::iter::repeat_n(b'c', 8193 - "Cookie: ".len()));
+    assert_eq!(
+        refused_with(&server, &long_header),
+        refusal("431 Request Header Fields Too Large")
+    );
+
+    // A head of more than 32 KiB in lines that each fit is 431 too.
+    let mut big_head = b"GET /handler/x HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+    let mut i = 0;
+    while big_head.len() <= 32 * 1024 {
+        big_head.extend_from_slice(format!("X-{i}: {}\r\n", "v".repeat(4000)).as_bytes());
+        i += 1;
+    }
+    big_head.truncate(32 * 1024 + 1);
+    assert_eq!(
+        refused_with(&server, &big_head),
+        refusal("431 Request Header Fields Too Large")
+    );
+    assert_no_request(&handler, Duration::from_millis(200));
+    server.stop();
+}
+
+/// An explicit `limits.buffer_size` (Mongrel2's setting) bounds the whole
+/// head and so every line: a request line that does not fit is 414, a head
+/// that does not is 431.
+#[test]
+fn limits_buffer_size_bounds_the_head_as_in_mongrel2() {
+    let server = TestServer::start_with(Site {
+        extra_sql: "INSERT INTO setting (key, value) VALUES ('limits.buffer_size', '4096');".into(),
+        ..Site::default()
+    });
+    let handler = server.handler();
+    let mut client = server.client();
+    client.send(
+        format!(
+            "GET /handler/ok HTTP/1.1\r\nHost: localhost\r\nCookie: {}\r\n\r\n",
+            "c".repeat(3000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(recv(&handler).path(), b"/handler/ok");
+
+    let mut long_line = b"GET /handler/".to_vec();
+    long_line.resize(4097, b'p');
+    assert_eq!(
+        refused_with(&server, &long_line),
+        refusal("414 URI Too Long")
+    );
+
+    let mut big_header = b"GET /handler/x HTTP/1.1\r\nHost: localhost\r\nCookie: ".to_vec();
+    big_header.resize(4097, b'c');
+    assert_eq!(
+        refused_with(&server, &big_header),
+        refusal("431 Request Header Fields Too Large")
+    );
+    assert_no_request(&handler, Duration::from_millis(200));
+    server.stop();
+}

@@ -209,12 +209,18 @@ settings! {
     "control_port" => control_port: String = "ipc://run/control".to_owned();
     /// Default 0. When on, no access log is written.
     "disable.access_logging" => disable_access_logging: bool = false;
-    /// Default 4096 bytes (Mongrel2's manual says 2048; the code uses 4096).
-    /// The largest request head (request line and headers); a longer one
-    /// gets 431. Kennel's read buffer grows on demand and is freed while a
-    /// connection is idle. At least 256: a smaller head cannot hold an
-    /// ordinary request.
-    "limits.buffer_size" => limits_buffer_size: usize = 4096, 256..=16_777_216;
+    /// Default unset. When set (Mongrel2's default is 4096 bytes, its manual
+    /// says 2048), the largest request head (request line and headers) in
+    /// bytes and also the longest line in it, as Mongrel2's one buffer
+    /// bounds both. When unset, Kennel allows what modern clients need (a
+    /// few cookies, a bearer token), as nginx does: a head of up to
+    /// [`crate::http::DEFAULT_MAX_HEAD`] (32 KiB) with lines of up to
+    /// [`crate::http::DEFAULT_MAX_LINE`] (8 KiB). A request line longer
+    /// than the line limit gets 414, any other line or a larger head 431
+    /// (see [`crate::http::Limits::from_settings`]). Kennel's read buffer
+    /// grows on demand and is freed while a connection is idle. At least
+    /// 256: a smaller head cannot hold an ordinary request.
+    "limits.buffer_size" => limits_buffer_size: Option<usize> = None, 256..=16_777_216;
     /// Default 5. Reads allowed to complete a request head.
     "limits.client_read_retries" => limits_client_read_retries: u32 = 5;
     /// Default 32768 bytes. Mongrel2's coroutine stack; Kennel has none.
@@ -367,7 +373,10 @@ mod tests {
     fn defaults_are_mongrel2s() {
         let s = Settings::default();
         assert_eq!(s.control_port, "ipc://run/control");
-        assert_eq!(s.limits_buffer_size, 4096);
+        assert_eq!(
+            s.limits_buffer_size, None,
+            "unset: Kennel's own head limits"
+        );
         assert_eq!(s.limits_content_length, 20480);
         assert_eq!(s.limits_kill_limit, 2);
         assert_eq!(s.upload_temp_store, None);
@@ -424,7 +433,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.kennel_shutdown_grace_ms, YEAR_MS);
         s.apply("limits.buffer_size", "256").unwrap();
-        assert_eq!(s.limits_buffer_size, 256);
+        assert_eq!(s.limits_buffer_size, Some(256));
         // A key without a range takes its type's whole range.
         assert_eq!(Settings::range("limits.content_length"), None);
         s.apply("limits.content_length", "0").unwrap();
@@ -515,7 +524,7 @@ mod tests {
     fn integers_parse_and_reject() {
         let mut s = Settings::default();
         assert_eq!(s.apply("limits.buffer_size", "8192"), Ok(Applied::Set));
-        assert_eq!(s.limits_buffer_size, 8192);
+        assert_eq!(s.limits_buffer_size, Some(8192));
         assert_eq!(
             s.apply("limits.buffer_size", "abc"),
             Err(r#""abc" is not an integer for limits.buffer_size"#.to_owned())
@@ -528,7 +537,11 @@ mod tests {
             s.apply("zeromq.threads", "-1"),
             Err(r#""-1" is out of range for zeromq.threads (expected 0 to 4294967295)"#.to_owned())
         );
-        assert_eq!(s.limits_buffer_size, 8192, "a bad value changes nothing");
+        assert_eq!(
+            s.limits_buffer_size,
+            Some(8192),
+            "a bad value changes nothing"
+        );
     }
 
     #[test]

@@ -30,9 +30,9 @@ use super::HttpError;
 pub const MAX_CHUNK_SIZE_LINE: usize = 4096;
 
 /// The default bound on the trailer section (all trailer lines and the final
-/// empty line): 4 KiB, Mongrel2's `limits.buffer_size` default, the same as
-/// the head's. Trailers are discarded, so this only bounds buffering; 431
-/// beyond it. Set another with [`ChunkedDecoder::with_max_trailers`].
+/// empty line): 4 KiB, Mongrel2's `limits.buffer_size` default. Trailers are
+/// discarded, so this only bounds buffering; 431 beyond it. Set another with
+/// [`ChunkedDecoder::with_max_trailers`].
 pub const DEFAULT_MAX_TRAILERS: usize = 4096;
 
 /// The longest size part (hex digits and whitespace before `;`) handed to
