@@ -225,12 +225,60 @@ fn not_a_mongrel2_database() {
 }
 
 #[test]
-fn missing_column_names_the_table() {
-    let message = error_with("ALTER TABLE handler DROP COLUMN protocol");
-    assert!(
-        message.starts_with("reading table handler: no such column: protocol"),
-        "{message}"
+fn a_missing_column_without_a_default_names_table_and_column() {
+    assert_eq!(
+        error_with("ALTER TABLE handler DROP COLUMN send_ident"),
+        "not a Mongrel2 config database: table handler has no column send_ident"
     );
+    // Also one that is only used to select rows.
+    assert_eq!(
+        error_with("ALTER TABLE route DROP COLUMN host_id"),
+        "not a Mongrel2 config database: table route has no column host_id"
+    );
+    assert_eq!(
+        error_with("ALTER TABLE server DROP COLUMN port"),
+        "not a Mongrel2 config database: table server has no column port"
+    );
+}
+
+/// Older Mongrel2 schemas lack some columns that have a default: each
+/// reads as that default, as a NULL does.
+#[test]
+fn a_missing_column_with_a_default_reads_as_the_default() {
+    let s = load_with(
+        "ALTER TABLE server DROP COLUMN chroot;
+         ALTER TABLE server DROP COLUMN control_port;
+         ALTER TABLE server DROP COLUMN name;
+         ALTER TABLE server DROP COLUMN bind_addr;
+         ALTER TABLE server DROP COLUMN use_ssl;
+         ALTER TABLE host DROP COLUMN matching;
+         ALTER TABLE handler DROP COLUMN raw_payload;
+         ALTER TABLE handler DROP COLUMN protocol;
+         ALTER TABLE directory DROP COLUMN cache_ttl;
+         ALTER TABLE kennel_handler DROP COLUMN connect_wait_ms;
+         INSERT INTO kennel_handler (handler_id) VALUES (1);
+         DROP TABLE filter;
+         DROP TABLE xrequest;",
+    )
+    .unwrap();
+    assert_eq!(s.server.chroot, "/var/www", "the column's DEFAULT");
+    assert_eq!(s.server.control_port, "");
+    assert_eq!(s.control_port(), "ipc://run/control");
+    assert_eq!(s.server.name, "");
+    assert_eq!(s.server.bind_addr, "0.0.0.0");
+    assert!(!s.server.use_ssl);
+    assert_eq!(s.hosts[0].matching, "main", "matching defaults to the name");
+    assert_eq!(s.handlers[0].protocol, Protocol::Json);
+    assert!(!s.handlers[0].raw_payload);
+    assert_eq!(s.handlers[0].connect_wait_ms, 5000, "the setting");
+    assert_eq!(s.dirs[0].cache_ttl, 0);
+    assert!(s.filters.is_empty() && s.xrequests.is_empty());
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    // `kennel servers` reads the same way.
+    let (_dir, path) = site_with("ALTER TABLE server DROP COLUMN control_port");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let servers = config::list_servers(&conn).unwrap();
+    assert_eq!(servers[0].control_port, "");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The SQLite config database → an immutable [`Snapshot`].
 //!
-//! Owns: reading Mongrel2 1.12's config tables (and Kennel's `kennel_*`
-//! additions and `kennel.*` settings), validating them, and building the
+//! Owns: reading Mongrel2 1.12's config tables (and older schemas, whose
+//! missing columns read as their defaults; Kennel's `kennel_*` additions and
+//! `kennel.*` settings), validating them, and building the
 //! snapshot the server runs on; selecting a server by uuid or name; the
 //! schema text and applying SQL to a database (for the CLI).
 //!
@@ -53,7 +54,16 @@ pub enum ConfigError {
         /// The missing table.
         table: &'static str,
     },
-    /// Reading a table failed (for example a column is missing).
+    /// A column Kennel needs is missing (a column with a default that an
+    /// older Mongrel2 schema lacks is not: it reads as its default).
+    #[error("not a Mongrel2 config database: table {table} has no column {column}")]
+    MissingColumn {
+        /// The table.
+        table: &'static str,
+        /// The missing column.
+        column: &'static str,
+    },
+    /// Reading a table failed.
     #[error("reading table {table}: {source}")]
     Query {
         /// The table being read.
