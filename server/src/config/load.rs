@@ -6,7 +6,7 @@
 //! [`super::load_from`] and [`super::list_servers`].
 //!
 //! Every rule a server needs to start is checked here, so `kennel check`
-//! and starting a server (both through [`super::load`]) accept and refuse
+//! and starting a server (both through [`super::load()`]) accept and refuse
 //! the same configs with the same message.
 //!
 //! Older Mongrel2 schemas lack some of what Kennel reads (the `config.sql`

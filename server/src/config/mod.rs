@@ -13,7 +13,7 @@
 //!
 //! Every validation error names the table, the row id, the column and what
 //! is wrong, as in `route 7: column target_type: unknown target type
-//! "hander" (expected handler, dir or proxy)`. [`load`] checks everything a
+//! "hander" (expected handler, dir or proxy)`. [`load()`] checks everything a
 //! server needs to start (values, ranges, references, and the rules across
 //! rows such as no socket endpoint bound twice and no `use_ssl` until TLS
 //! exists): `kennel check` and starting a server both call it, so one never
