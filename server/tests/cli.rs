@@ -63,6 +63,7 @@ fn check_needs_a_server_when_there_are_several() {
         "{out}"
     );
 
+    // The admin server has use_ssl = 1, which Kennel cannot serve yet.
     let o = kennel(&[
         "check",
         "--db",
@@ -70,8 +71,14 @@ fn check_needs_a_server_when_there_are_several() {
         "--server",
         "0c2ab3d2-0b6b-4d12-9a5c-1a0b38c3d9aa",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("ok: server admin"));
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).starts_with(
+            "kennel: server 2: column use_ssl: is on, but Kennel does not implement TLS yet"
+        ),
+        "{}",
+        stderr(&o)
+    );
 
     let o = kennel(&["check", "--db", db.to_str().unwrap(), "--server", "nope"]);
     assert_eq!(o.status.code(), Some(64));
@@ -258,4 +265,135 @@ fn version_and_uuid() {
     assert_ne!(a, b);
     let parsed = uuid::Uuid::parse_str(a.trim()).unwrap();
     assert_eq!(parsed.get_version_num(), 4);
+}
+
+/// A valid one-server site on a free port with two handler routes on
+/// `ipc://` sockets in `dir`; `change` is applied after it.
+fn site_db(dir: &Path, change: &str) -> PathBuf {
+    let d = dir.display();
+    let sql = format!(
+        "INSERT INTO server (id, uuid, name, access_log, error_log, chroot, pid_file, default_host, bind_addr, port)
+           VALUES (1, 'same-rules', 'same', '', '', '', '', 'localhost', '127.0.0.1', 0);
+         INSERT INTO host (id, server_id, name, matching) VALUES (1, 1, 'localhost', 'localhost');
+         INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident) VALUES
+           (1, 'ipc://{d}/a-send', 'a', 'ipc://{d}/a-recv', ''),
+           (2, 'ipc://{d}/b-send', 'b', 'ipc://{d}/b-recv', '');
+         INSERT INTO route (path, host_id, target_id, target_type) VALUES
+           ('/a/', 1, 1, 'handler'), ('/b/', 1, 2, 'handler');
+         INSERT INTO setting (key, value) VALUES ('kennel.shutdown_grace_ms', '0');
+         {change}"
+    );
+    let db = dir.join("config.sqlite");
+    kennel::config::apply_sql(&db, &sql).unwrap();
+    db
+}
+
+/// `kennel serve` on `db`: its exit code and standard error, or `None` if
+/// it was still serving after a while (then it is killed).
+fn serve_briefly(db: &Path) -> Option<(Option<i32>, String)> {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kennel"))
+        .args(["serve", "--db"])
+        .arg(db)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kennel serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Some((status.code(), err));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// `kennel check` and `kennel serve` apply the same rules: each config
+/// that cannot be served is refused by both, with exit code 64 and the
+/// same message naming table, row and column, before anything is bound.
+#[test]
+fn check_and_serve_refuse_the_same_configs_with_the_same_error() {
+    // `{d}` stands for the site's directory.
+    let bound_twice = |column: &str| {
+        format!(
+            "handler 2: column {column}: \"ipc://{{d}}/a-{}\" is also the {column} of handler 1; \
+             each endpoint can be bound only once, so the server could not start (handler \
+             rows share one socket pair only when both their send_spec and recv_spec are the \
+             same)",
+            &column[..4]
+        )
+    };
+    let out_of_range = |value: &str, key: &str, range: &str| {
+        format!("setting 2: column value: \"{value}\" is out of range for {key} (expected {range})")
+    };
+    let setting = |key: &str, value: &str| {
+        format!("INSERT INTO setting (id, key, value) VALUES (2, '{key}', '{value}')")
+    };
+    let timeout = "kennel.http.request_timeout_ms";
+    let cases = [
+        (
+            "UPDATE handler SET send_spec = (SELECT send_spec FROM handler WHERE id = 1) WHERE id = 2".to_owned(),
+            bound_twice("send_spec"),
+        ),
+        (
+            "UPDATE handler SET recv_spec = (SELECT recv_spec FROM handler WHERE id = 1) WHERE id = 2".to_owned(),
+            bound_twice("recv_spec"),
+        ),
+        (
+            "UPDATE server SET use_ssl = 1".to_owned(),
+            "server 1: column use_ssl: is on, but Kennel does not implement TLS yet and will not \
+             serve this port as plain HTTP; until TLS support lands, set use_ssl to 0 (and put \
+             a TLS-terminating proxy in front)"
+                .to_owned(),
+        ),
+        (
+            setting(timeout, "18446744073709551615"),
+            out_of_range("18446744073709551615", timeout, "1 to 31536000000"),
+        ),
+        (
+            setting("kennel.max_connections", "0"),
+            out_of_range("0", "kennel.max_connections", "1 to 100000000"),
+        ),
+        (
+            setting("kennel.max_connections", "2305843009213693952"),
+            out_of_range("2305843009213693952", "kennel.max_connections", "1 to 100000000"),
+        ),
+    ];
+    for (change, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let db = site_db(dir.path(), &change);
+        let expected = format!(
+            "kennel: {}\n",
+            expected.replace("{d}", &dir.path().display().to_string())
+        );
+        let check = kennel(&["check", "--db", db.to_str().unwrap()]);
+        assert_eq!(
+            (check.status.code(), stderr(&check)),
+            (Some(64), expected.clone()),
+            "kennel check after {change:?}\nstdout: {}",
+            stdout(&check)
+        );
+        let served = serve_briefly(&db);
+        assert_eq!(
+            served,
+            Some((Some(64), expected)),
+            "kennel serve after {change:?} (None: it kept serving)"
+        );
+    }
+    // The same site without a change is fine for both.
+    let dir = tempfile::tempdir().unwrap();
+    let db = site_db(dir.path(), "");
+    let check = kennel(&["check", "--db", db.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert_eq!(serve_briefly(&db), None, "a valid site keeps serving");
 }

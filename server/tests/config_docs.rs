@@ -1,15 +1,17 @@
-//! The "first site" SQL of `docs/configuration.md` loads and means what the
-//! page says.
+//! `docs/configuration.md` is true: its "first site" SQL loads and means
+//! what the page says, and its settings table matches the loader.
 
 use std::path::Path;
 
 use kennel::config::{self, apply_sql, Protocol, ServerSelector, Target};
 
+fn configuration_md() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"))
+        .unwrap()
+}
+
 fn first_site_sql() -> String {
-    let doc = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
-    )
-    .unwrap();
+    let doc = configuration_md();
     let after = doc
         .split_once("<!-- first-site:")
         .expect("first-site marker")
@@ -55,4 +57,37 @@ fn first_site_from_the_docs() {
         s.mimetypes.lookup("/site.webmanifest"),
         Some("application/manifest+json")
     );
+}
+
+/// The settings table of `docs/configuration.md` lists every key Kennel
+/// knows, once, and its "valid" column is the range the loader checks.
+#[test]
+fn the_settings_table_lists_every_key_with_its_range() {
+    use kennel::config::Settings;
+    let doc = configuration_md();
+    let table = doc
+        .split_once("| key | default | valid | Kennel | effect |")
+        .expect("the settings table")
+        .1;
+    let mut seen = Vec::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let valid = cells[2];
+        for key in cells[0].trim_start_matches("| ").split(", ") {
+            let key = key.trim_matches('`');
+            let expected = match Settings::range(key) {
+                Some((min, max)) => format!("{min} to {max}"),
+                None => "any".to_owned(),
+            };
+            assert!(
+                valid == expected || valid.starts_with(&format!("{expected} (")),
+                "{key}: the table says {valid:?}, the loader checks {expected:?}"
+            );
+            seen.push(key.to_owned());
+        }
+    }
+    let mut keys: Vec<String> = Settings::KEYS.iter().map(|k| (*k).to_owned()).collect();
+    keys.sort();
+    seen.sort();
+    assert_eq!(seen, keys);
 }

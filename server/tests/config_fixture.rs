@@ -179,7 +179,7 @@ fn settings_from_the_fixture() {
         s.settings,
         Settings {
             zeromq_threads: 1,
-            limits_buffer_size: 8192,
+            limits_buffer_size: Some(8192),
             limits_content_length: 102400,
             upload_temp_store: Some("/tmp/upload.XXXXXX".into()),
             server_daemonize: false,
@@ -211,9 +211,31 @@ fn mimetypes_from_the_fixture() {
     assert_eq!(s.mimetypes.lookup("/a.kennel"), None);
 }
 
+/// The admin server has `use_ssl = 1`: a config error until Kennel has
+/// TLS (rather than serving that port as plain HTTP).
 #[test]
-fn admin_server_with_tls_control_port_and_plugins() {
-    let s = load(ServerSelector::UuidOrName(ADMIN_UUID.into())).unwrap();
+fn admin_server_with_tls_is_refused_until_tls_lands() {
+    assert_eq!(
+        load(ServerSelector::UuidOrName(ADMIN_UUID.into()))
+            .unwrap_err()
+            .to_string(),
+        "server 2: column use_ssl: is on, but Kennel does not implement TLS yet and will \
+         not serve this port as plain HTTP; until TLS support lands, set use_ssl to 0 (and \
+         put a TLS-terminating proxy in front)"
+    );
+}
+
+/// A copy of the fixture with the admin server's `use_ssl` turned off.
+fn admin_without_tls() -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = fixture_copy();
+    apply_sql(&path, "UPDATE server SET use_ssl = 0 WHERE id = 2").unwrap();
+    (dir, path)
+}
+
+#[test]
+fn admin_server_with_control_port_and_plugins() {
+    let (_dir, path) = admin_without_tls();
+    let s = config::load(&path, &ServerSelector::UuidOrName(ADMIN_UUID.into())).unwrap();
     assert_eq!(
         s.server,
         Server {
@@ -227,7 +249,7 @@ fn admin_server_with_tls_control_port_and_plugins() {
             default_host: "admin.local".into(),
             bind_addr: "127.0.0.1".into(),
             port: 6768,
-            use_ssl: true,
+            use_ssl: false,
             control_port: "ipc://run/admin_control".into(),
         }
     );
@@ -281,7 +303,8 @@ fn admin_server_with_tls_control_port_and_plugins() {
 
 #[test]
 fn selection_by_uuid_name_and_ambiguity() {
-    let id = |sel| load(sel).unwrap().server.id;
+    let (_admin_dir, admin) = admin_without_tls();
+    let id = |sel| config::load(&admin, &sel).unwrap().server.id;
     assert_eq!(id(ServerSelector::Uuid(MAIN_UUID.into())), 1);
     assert_eq!(id(ServerSelector::Name("admin".into())), 2);
     assert_eq!(id(ServerSelector::UuidOrName("admin".into())), 2);
@@ -304,7 +327,7 @@ fn selection_by_uuid_name_and_ambiguity() {
     );
 
     // Two servers with one name: ambiguous; a uuid still picks one.
-    let (_dir, path) = fixture_copy();
+    let (_dir, path) = admin_without_tls();
     apply_sql(&path, "UPDATE server SET name = 'twin'").unwrap();
     assert_eq!(
         config::load(&path, &ServerSelector::UuidOrName("twin".into()))
@@ -325,7 +348,7 @@ fn selection_by_uuid_name_and_ambiguity() {
 
 #[test]
 fn a_uuid_wins_over_a_name() {
-    let (_dir, path) = fixture_copy();
+    let (_dir, path) = admin_without_tls();
     // Server 2's *name* is server 1's uuid.
     apply_sql(
         &path,

@@ -197,7 +197,7 @@ fn unknown_setting_key_is_a_warning() {
             r#"setting 5: unknown key "kennel.handler.conect_wait_ms" (ignored)"#,
         ]
     );
-    assert_eq!(s.settings.limits_buffer_size, 4096);
+    assert_eq!(s.settings.limits_buffer_size, None);
 }
 
 #[test]
@@ -225,12 +225,60 @@ fn not_a_mongrel2_database() {
 }
 
 #[test]
-fn missing_column_names_the_table() {
-    let message = error_with("ALTER TABLE handler DROP COLUMN protocol");
-    assert!(
-        message.starts_with("reading table handler: no such column: protocol"),
-        "{message}"
+fn a_missing_column_without_a_default_names_table_and_column() {
+    assert_eq!(
+        error_with("ALTER TABLE handler DROP COLUMN send_ident"),
+        "not a Mongrel2 config database: table handler has no column send_ident"
     );
+    // Also one that is only used to select rows.
+    assert_eq!(
+        error_with("ALTER TABLE route DROP COLUMN host_id"),
+        "not a Mongrel2 config database: table route has no column host_id"
+    );
+    assert_eq!(
+        error_with("ALTER TABLE server DROP COLUMN port"),
+        "not a Mongrel2 config database: table server has no column port"
+    );
+}
+
+/// Older Mongrel2 schemas lack some columns that have a default: each
+/// reads as that default, as a NULL does.
+#[test]
+fn a_missing_column_with_a_default_reads_as_the_default() {
+    let s = load_with(
+        "ALTER TABLE server DROP COLUMN chroot;
+         ALTER TABLE server DROP COLUMN control_port;
+         ALTER TABLE server DROP COLUMN name;
+         ALTER TABLE server DROP COLUMN bind_addr;
+         ALTER TABLE server DROP COLUMN use_ssl;
+         ALTER TABLE host DROP COLUMN matching;
+         ALTER TABLE handler DROP COLUMN raw_payload;
+         ALTER TABLE handler DROP COLUMN protocol;
+         ALTER TABLE directory DROP COLUMN cache_ttl;
+         ALTER TABLE kennel_handler DROP COLUMN connect_wait_ms;
+         INSERT INTO kennel_handler (handler_id) VALUES (1);
+         DROP TABLE filter;
+         DROP TABLE xrequest;",
+    )
+    .unwrap();
+    assert_eq!(s.server.chroot, "/var/www", "the column's DEFAULT");
+    assert_eq!(s.server.control_port, "");
+    assert_eq!(s.control_port(), "ipc://run/control");
+    assert_eq!(s.server.name, "");
+    assert_eq!(s.server.bind_addr, "0.0.0.0");
+    assert!(!s.server.use_ssl);
+    assert_eq!(s.hosts[0].matching, "main", "matching defaults to the name");
+    assert_eq!(s.handlers[0].protocol, Protocol::Json);
+    assert!(!s.handlers[0].raw_payload);
+    assert_eq!(s.handlers[0].connect_wait_ms, 5000, "the setting");
+    assert_eq!(s.dirs[0].cache_ttl, 0);
+    assert!(s.filters.is_empty() && s.xrequests.is_empty());
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    // `kennel servers` reads the same way.
+    let (_dir, path) = site_with("ALTER TABLE server DROP COLUMN control_port");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let servers = config::list_servers(&conn).unwrap();
+    assert_eq!(servers[0].control_port, "");
 }
 
 #[test]
@@ -327,7 +375,7 @@ fn handlers_are_deduplicated_by_send_and_recv_spec() {
     let s = load_with(
         "INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident)
              VALUES (2, 'tcp://127.0.0.1:9999', 'ident-2', 'tcp://127.0.0.1:9998', ''),
-                    (3, 'tcp://127.0.0.1:9999', 'ident-1', 'tcp://127.0.0.1:7777', '');
+                    (3, 'tcp://127.0.0.1:7777', 'ident-1', 'tcp://127.0.0.1:7778', '');
          INSERT INTO route (id, path, host_id, target_id, target_type) VALUES
              (4, '/two/', 1, 2, 'handler'),
              (5, '/three/', 1, 3, 'handler');",
@@ -342,10 +390,134 @@ fn handlers_are_deduplicated_by_send_and_recv_spec() {
     assert_eq!(targets[4], Target::Handler(1));
     assert_eq!(
         s.warnings,
-        [
-            "handler 2: same send_spec and recv_spec as handler 1, whose other columns are used, as Mongrel2 does",
-            r#"handler 3: send_spec "tcp://127.0.0.1:9999" is also used by handler 1 (with a different recv_spec)"#,
-        ]
+        ["handler 2: same send_spec and recv_spec as handler 1, whose other columns are used, as Mongrel2 does"]
+    );
+}
+
+/// A second handler (row 2, routed at `/two/`) with these specs.
+fn second_handler(send: &str, recv: &str) -> String {
+    format!(
+        "INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident)
+             VALUES (2, '{send}', 'ident-2', '{recv}', '');
+         INSERT INTO route (id, path, host_id, target_id, target_type)
+             VALUES (4, '/two/', 1, 2, 'handler');"
+    )
+}
+
+/// The message for an endpoint bound twice.
+fn bound_twice(id: i64, column: &str, spec: &str, other: &str) -> String {
+    format!(
+        "handler {id}: column {column}: \"{spec}\" is also the {other}; each endpoint can be \
+         bound only once, so the server could not start (handler rows share one socket \
+         pair only when both their send_spec and recv_spec are the same)"
+    )
+}
+
+#[test]
+fn handlers_sharing_one_spec_but_not_the_other_cannot_both_bind() {
+    // Same send_spec, different recv_spec.
+    assert_eq!(
+        error_with(&second_handler(
+            "tcp://127.0.0.1:9999",
+            "tcp://127.0.0.1:7777"
+        )),
+        bound_twice(
+            2,
+            "send_spec",
+            "tcp://127.0.0.1:9999",
+            "send_spec of handler 1"
+        )
+    );
+    // Same recv_spec, different send_spec.
+    assert_eq!(
+        error_with(&second_handler(
+            "tcp://127.0.0.1:7777",
+            "tcp://127.0.0.1:9998"
+        )),
+        bound_twice(
+            2,
+            "recv_spec",
+            "tcp://127.0.0.1:9998",
+            "recv_spec of handler 1"
+        )
+    );
+    // One handler's send_spec is another's recv_spec.
+    assert_eq!(
+        error_with(&second_handler(
+            "tcp://127.0.0.1:9998",
+            "tcp://127.0.0.1:7777"
+        )),
+        bound_twice(
+            2,
+            "send_spec",
+            "tcp://127.0.0.1:9998",
+            "recv_spec of handler 1"
+        )
+    );
+    // Or its own.
+    assert_eq!(
+        error_with("UPDATE handler SET recv_spec = send_spec WHERE id = 1"),
+        bound_twice(
+            1,
+            "recv_spec",
+            "tcp://127.0.0.1:9999",
+            "send_spec of this handler"
+        )
+    );
+    // A handler no route uses binds nothing, so it clashes with nothing.
+    let s = load_with(
+        "INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident)
+             VALUES (2, 'tcp://127.0.0.1:9999', 'ident-2', 'tcp://127.0.0.1:7777', '')",
+    )
+    .unwrap();
+    assert_eq!(s.handlers.len(), 1);
+}
+
+#[test]
+fn use_ssl_is_an_error_until_tls_lands() {
+    let tls = "server 1: column use_ssl: is on, but Kennel does not implement TLS yet and will \
+               not serve this port as plain HTTP; until TLS support lands, set use_ssl to 0 \
+               (and put a TLS-terminating proxy in front)";
+    assert_eq!(error_with("UPDATE server SET use_ssl = 1"), tls);
+    assert_eq!(error_with("UPDATE server SET use_ssl = 2"), tls);
+    assert!(
+        !load_with("UPDATE server SET use_ssl = 0")
+            .unwrap()
+            .server
+            .use_ssl
+    );
+}
+
+#[test]
+fn settings_out_of_their_range() {
+    let setting = |key: &str, value: &str| {
+        error_with(&format!(
+            "INSERT INTO setting (id, key, value) VALUES (4, '{key}', '{value}')"
+        ))
+    };
+    assert_eq!(
+        setting("kennel.http.request_timeout_ms", "18446744073709551615"),
+        "setting 4: column value: \"18446744073709551615\" is out of range for \
+         kennel.http.request_timeout_ms (expected 1 to 31536000000)"
+    );
+    assert_eq!(
+        setting("kennel.max_connections", "0"),
+        "setting 4: column value: \"0\" is out of range for kennel.max_connections \
+         (expected 1 to 100000000)"
+    );
+    assert_eq!(
+        setting("kennel.max_connections", "2305843009213693952"),
+        "setting 4: column value: \"2305843009213693952\" is out of range for \
+         kennel.max_connections (expected 1 to 100000000)"
+    );
+    assert_eq!(
+        setting("limits.min_ping", "0"),
+        "setting 4: column value: \"0\" is out of range for limits.min_ping (expected 1 to 31536000)"
+    );
+    assert_eq!(
+        setting("limits.buffer_size", "100"),
+        "setting 4: column value: \"100\" is out of range for limits.buffer_size \
+         (expected 256 to 16777216)"
     );
 }
 
@@ -376,7 +548,14 @@ fn kennel_handler_overrides_and_validation() {
     assert_eq!(s.handlers[0].connect_wait_ms, 0);
     assert_eq!(
         error_with("INSERT INTO kennel_handler (handler_id, connect_wait_ms) VALUES (1, -5)"),
-        "kennel_handler 1: column connect_wait_ms: -5 is out of range (expected 0 or more)"
+        "kennel_handler 1: column connect_wait_ms: -5 is out of range (expected 0 to 31536000000)"
+    );
+    // At most a year, like the setting: no deadline can overflow.
+    assert_eq!(
+        error_with(
+            "INSERT INTO kennel_handler (handler_id, connect_wait_ms) VALUES (1, 31536000001)"
+        ),
+        "kennel_handler 1: column connect_wait_ms: 31536000001 is out of range (expected 0 to 31536000000)"
     );
 }
 

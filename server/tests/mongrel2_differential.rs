@@ -5,16 +5,20 @@
 //! (`docs/mongrel2-differences.md`, whose section "How the differences are
 //! checked" lists the cases below), each asserted here as documented.
 //!
-//! Both servers run once per test binary (Mongrel2 first, then Kennel on
-//! the same port) and every test checks its part of that one run. Without
-//! `mongrel2` on `PATH` the tests print `SKIPPED` — unless `CI` is set,
-//! where they fail.
+//! The site is made as each of the three kinds of config database (by
+//! `m2sh load`, from Kennel's `config.sqlite.sql`, and from Mongrel2's
+//! Python library's older `config.sql`); for each, both servers run once
+//! per test binary (Mongrel2 first, then Kennel on the same port) and every
+//! test checks its part of all three runs. Without `mongrel2`, `m2sh` or
+//! the Python library's schema (Debian's `mongrel2-core`) every test fails
+//! with a message saying what to install; none is skipped.
 
 mod common;
 mod differential;
 
 use std::sync::OnceLock;
 
+use differential::databases::DbKind;
 use differential::{
     exercise, find_mongrel2, frame_id, show, Canonical, Case, CaseRun, Kennel, Mongrel2, Outcome,
     Route, ServerRun, Site, PING_ID, REPLY,
@@ -84,72 +88,83 @@ const CASES: &[(&str, &[&[u8]])] = &[
     ("prefix_of_route_key", &[b"GET {p-} HTTP/1.1\r\nHost: {host}\r\n\r\n"]),
 ];
 
-/// The long header value: well past a typical header, within both
-/// servers' 4 KiB head limit.
+/// The long header value: well past a typical header, within Mongrel2's
+/// 4 KiB head limit (Kennel's default is 32 KiB).
 fn long_value() -> String {
     "0123456789abcdef".repeat(150)
 }
 
 struct Runs {
+    kind: DbKind,
     cases: Vec<Case>,
     mongrel2: ServerRun,
     kennel: ServerRun,
 }
 
-/// Runs both servers once; `None` when Mongrel2 is not installed (outside
-/// CI). A failure of the run fails every test with the same message.
-fn runs() -> Option<&'static Runs> {
-    static RUNS: OnceLock<Option<Result<Runs, String>>> = OnceLock::new();
+/// Every case through Mongrel2 and then Kennel, both serving the site made
+/// as a database of `kind`.
+fn run(kind: DbKind) -> Runs {
+    let binary = find_mongrel2();
+    let site = Site::new(kind);
+    let host = site.host_header();
+    let long = long_value();
+    let mut cases = Vec::new();
+    for route in Route::ALL {
+        for (name, templates) in CASES {
+            let templates: Vec<Vec<u8>> = templates
+                .iter()
+                .map(|t| differential::replace(t, b"{long}", long.as_bytes()))
+                .collect();
+            let templates: Vec<&[u8]> = templates.iter().map(Vec::as_slice).collect();
+            cases.push(Case::new(name, route, &host, &templates));
+        }
+    }
+    let m2 = Mongrel2::start(&binary, &site);
+    let mongrel2 = exercise(&site, m2.addr, &cases);
+    m2.stop();
+    let kennel = Kennel::start(&site);
+    let kennel_run = exercise(&site, kennel.addr, &cases);
+    kennel.stop();
+    Runs {
+        kind,
+        cases,
+        mongrel2,
+        kennel: kennel_run,
+    }
+}
+
+/// The runs on all three kinds of database, made once per test binary. A
+/// failure (Mongrel2 not installed included) fails every test with the
+/// same message.
+fn all_runs() -> &'static [Runs] {
+    static RUNS: OnceLock<Result<Vec<Runs>, String>> = OnceLock::new();
     let runs = RUNS.get_or_init(|| {
-        let Some(binary) = find_mongrel2() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "mongrel2 is not on PATH: CI must install the Debian package mongrel2-core"
-            );
-            println!("SKIPPED: mongrel2 not installed");
-            return None;
-        };
-        Some(
-            std::panic::catch_unwind(|| {
-                let site = Site::new();
-                let host = site.host_header();
-                let long = long_value();
-                let mut cases = Vec::new();
-                for route in Route::ALL {
-                    for (name, templates) in CASES {
-                        let templates: Vec<Vec<u8>> = templates
-                            .iter()
-                            .map(|t| differential::replace(t, b"{long}", long.as_bytes()))
-                            .collect();
-                        let templates: Vec<&[u8]> = templates.iter().map(Vec::as_slice).collect();
-                        cases.push(Case::new(name, route, &host, &templates));
-                    }
-                }
-                let m2 = Mongrel2::start(&binary, &site);
-                let mongrel2 = exercise(&site, m2.addr, &cases);
-                m2.stop();
-                let kennel = Kennel::start(&site);
-                let kennel_run = exercise(&site, kennel.addr, &cases);
-                kennel.stop();
-                Runs {
-                    cases,
-                    mongrel2,
-                    kennel: kennel_run,
-                }
+        DbKind::ALL
+            .iter()
+            .map(|&kind| {
+                std::panic::catch_unwind(|| run(kind)).map_err(|panic| {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    format!("on the {} database: {why}", kind.name())
+                })
             })
-            .map_err(|panic| {
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default()
-            }),
-        )
+            .collect()
     });
     match runs {
-        None => None,
-        Some(Ok(runs)) => Some(runs),
-        Some(Err(why)) => panic!("the differential run failed: {why}"),
+        Ok(runs) => runs,
+        Err(why) => panic!("the differential run failed {why}"),
+    }
+}
+
+/// Calls `check` with the runs on each kind of database in turn, saying
+/// (on standard error, shown when the test fails) which one it checks.
+fn each_run(check: impl Fn(&Runs)) {
+    for runs in all_runs() {
+        eprintln!("checking the run on the {} database", runs.kind.name());
+        check(runs);
     }
 }
 
@@ -204,11 +219,10 @@ fn header_multiset(req: &Request) -> Vec<(String, Vec<u8>)> {
 /// The same case must give the same frames apart from ids and order:
 /// parsed (sender, path, body, header multiset) and byte for byte.
 fn assert_same(name: &str) {
-    assert_same_on(name, &Route::ALL);
+    each_run(|runs| assert_same_on(runs, name, &Route::ALL));
 }
 
-fn assert_same_on(name: &str, routes: &[Route]) {
-    let Some(runs) = runs() else { return };
+fn assert_same_on(runs: &Runs, name: &str, routes: &[Route]) {
     for &route in routes {
         let (name, m2, kennel) = case(runs, name, route);
         let what = format!("{name} on {route:?}");
@@ -251,15 +265,16 @@ fn assert_same_on(name: &str, routes: &[Route]) {
 #[test]
 fn get_with_a_query_and_duplicate_headers() {
     assert_same("get_query_duplicate_headers");
-    let Some(runs) = runs() else { return };
-    // What both agree on, spelled out.
-    let (_, m2, _) = case(runs, "get_query_duplicate_headers", Route::Json);
-    let req = parse("get", m2.outcomes[0].frame());
-    let h = req.headers();
-    assert_eq!(h.get_all("x-dup").collect::<Vec<_>>(), [b"a", b"b", b"c"]);
-    assert_eq!(h.get("x-forwarded-for"), Some("127.0.0.1"));
-    assert_eq!(h.get("QUERY"), Some("q=1&r=a%20b"));
-    assert_eq!(h.get("PATTERN"), Some("/json/"));
+    each_run(|runs| {
+        // What both agree on, spelled out.
+        let (_, m2, _) = case(runs, "get_query_duplicate_headers", Route::Json);
+        let req = parse("get", m2.outcomes[0].frame());
+        let h = req.headers();
+        assert_eq!(h.get_all("x-dup").collect::<Vec<_>>(), [b"a", b"b", b"c"]);
+        assert_eq!(h.get("x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(h.get("QUERY"), Some("q=1&r=a%20b"));
+        assert_eq!(h.get("PATTERN"), Some("/json/"));
+    });
 }
 
 #[test]
@@ -300,15 +315,16 @@ fn quotes_and_backslashes_are_escaped_alike() {
 #[test]
 fn keep_alive_requests_share_one_id_in_both() {
     assert_same("keep_alive");
-    let Some(runs) = runs() else { return };
-    for route in Route::ALL {
-        let (_, m2, kennel) = case(runs, "keep_alive", route);
-        for run in [m2, kennel] {
-            assert_eq!(run.outcomes.len(), 2);
-            let ids: Vec<_> = run.outcomes.iter().map(|o| frame_id(o.frame())).collect();
-            assert_eq!(ids, [run.id, run.id]);
+    each_run(|runs| {
+        for route in Route::ALL {
+            let (_, m2, kennel) = case(runs, "keep_alive", route);
+            for run in [m2, kennel] {
+                assert_eq!(run.outcomes.len(), 2);
+                let ids: Vec<_> = run.outcomes.iter().map(|o| frame_id(o.frame())).collect();
+                assert_eq!(ids, [run.id, run.id]);
+            }
         }
-    }
+    });
 }
 
 /// Byte-for-byte equality apart from the id, the member order and the
@@ -340,29 +356,30 @@ fn assert_same_except(what: &str, m: &[u8], k: &[u8], member: &[u8]) {
 /// tnetstring form carries the bytes exactly in both.
 #[test]
 fn a_tab_in_a_value_is_invalid_json_from_mongrel2_and_valid_from_kennel() {
-    let Some(runs) = runs() else { return };
-    let (_, m2, kennel) = case(runs, "tab_in_value", Route::Json);
-    assert_forwarded("tab (Mongrel2)", m2);
-    assert_forwarded("tab (Kennel)", kennel);
-    let (m, k) = (m2.outcomes[0].frame(), kennel.outcomes[0].frame());
-    assert!(
-        contains(m, b"\"x-tab\":\"a\tb\""),
-        "Mongrel2 writes the TAB raw: {}",
-        show(m)
-    );
-    assert!(
-        matches!(Request::parse(m), Err(RequestError::Json(_))),
-        "a strict JSON parser rejects Mongrel2's frame: {}",
-        show(m)
-    );
-    assert!(
-        contains(k, b"\"x-tab\":\"a\\tb\""),
-        "Kennel escapes it: {}",
-        show(k)
-    );
-    assert_eq!(parse("tab", k).header("x-tab"), Some("a\tb"));
-    assert_same_except("tab on Json", m, k, b"\"x-tab\":");
-    assert_same_on("tab_in_value", &[Route::Tns]);
+    each_run(|runs| {
+        let (_, m2, kennel) = case(runs, "tab_in_value", Route::Json);
+        assert_forwarded("tab (Mongrel2)", m2);
+        assert_forwarded("tab (Kennel)", kennel);
+        let (m, k) = (m2.outcomes[0].frame(), kennel.outcomes[0].frame());
+        assert!(
+            contains(m, b"\"x-tab\":\"a\tb\""),
+            "Mongrel2 writes the TAB raw: {}",
+            show(m)
+        );
+        assert!(
+            matches!(Request::parse(m), Err(RequestError::Json(_))),
+            "a strict JSON parser rejects Mongrel2's frame: {}",
+            show(m)
+        );
+        assert!(
+            contains(k, b"\"x-tab\":\"a\\tb\""),
+            "Kennel escapes it: {}",
+            show(k)
+        );
+        assert_eq!(parse("tab", k).header("x-tab"), Some("a\tb"));
+        assert_same_except("tab on Json", m, k, b"\"x-tab\":");
+        assert_same_on(runs, "tab_in_value", &[Route::Tns]);
+    });
 }
 
 /// Documented (Wire protocol, first row): Mongrel2 passes a byte that is
@@ -370,31 +387,32 @@ fn a_tab_in_a_value_is_invalid_json_from_mongrel2_and_valid_from_kennel() {
 /// (`0xE9` → `é`). The tnetstring form carries the byte in both.
 #[test]
 fn a_latin1_byte_is_raw_from_mongrel2_and_decoded_by_kennel() {
-    let Some(runs) = runs() else { return };
-    let (_, m2, kennel) = case(runs, "latin1_value", Route::Json);
-    assert_forwarded("latin1 (Mongrel2)", m2);
-    assert_forwarded("latin1 (Kennel)", kennel);
-    let (m, k) = (m2.outcomes[0].frame(), kennel.outcomes[0].frame());
-    assert!(
-        contains(m, b"\"x-latin\":\"caf\xe9\""),
-        "Mongrel2 passes the byte through: {}",
-        show(m)
-    );
-    assert!(
-        Request::parse(m).is_err(),
-        "Mongrel2's frame is not valid JSON text: {}",
-        show(m)
-    );
-    assert_eq!(parse("latin1", k).header("x-latin"), Some("caf\u{e9}"));
-    assert_same_except("latin1 on Json", m, k, b"\"x-latin\":");
-    assert_same_on("latin1_value", &[Route::Tns]);
-    let (_, m2, _) = case(runs, "latin1_value", Route::Tns);
-    assert_eq!(
-        parse("latin1", m2.outcomes[0].frame())
-            .headers()
-            .get_bytes("x-latin"),
-        Some(&b"caf\xe9"[..])
-    );
+    each_run(|runs| {
+        let (_, m2, kennel) = case(runs, "latin1_value", Route::Json);
+        assert_forwarded("latin1 (Mongrel2)", m2);
+        assert_forwarded("latin1 (Kennel)", kennel);
+        let (m, k) = (m2.outcomes[0].frame(), kennel.outcomes[0].frame());
+        assert!(
+            contains(m, b"\"x-latin\":\"caf\xe9\""),
+            "Mongrel2 passes the byte through: {}",
+            show(m)
+        );
+        assert!(
+            Request::parse(m).is_err(),
+            "Mongrel2's frame is not valid JSON text: {}",
+            show(m)
+        );
+        assert_eq!(parse("latin1", k).header("x-latin"), Some("caf\u{e9}"));
+        assert_same_except("latin1 on Json", m, k, b"\"x-latin\":");
+        assert_same_on(runs, "latin1_value", &[Route::Tns]);
+        let (_, m2, _) = case(runs, "latin1_value", Route::Tns);
+        assert_eq!(
+            parse("latin1", m2.outcomes[0].frame())
+                .headers()
+                .get_bytes("x-latin"),
+            Some(&b"caf\xe9"[..])
+        );
+    });
 }
 
 /// Documented ("Trailing whitespace stays in a header value"): Kennel
@@ -402,47 +420,51 @@ fn a_latin1_byte_is_raw_from_mongrel2_and_decoded_by_kennel() {
 /// §5.5); Mongrel2 keeps it.
 #[test]
 fn trailing_whitespace_is_kept_by_mongrel2_and_trimmed_by_kennel() {
-    let Some(runs) = runs() else { return };
-    for route in Route::ALL {
-        let (_, m2, kennel) = case(runs, "trailing_whitespace", route);
-        assert_forwarded("pad (Mongrel2)", m2);
-        assert_forwarded("pad (Kennel)", kennel);
-        let (m, k) = (m2.outcomes[0].frame(), kennel.outcomes[0].frame());
-        assert_eq!(parse("pad", m).header("x-pad"), Some("5   "), "{route:?}");
-        assert_eq!(parse("pad", k).header("x-pad"), Some("5"), "{route:?}");
-        let member: &[u8] = match route {
-            Route::Json => b"\"x-pad\":",
-            Route::Tns => b"5:x-pad,",
-        };
-        assert_same_except(&format!("pad on {route:?}"), m, k, member);
-    }
+    each_run(|runs| {
+        for route in Route::ALL {
+            let (_, m2, kennel) = case(runs, "trailing_whitespace", route);
+            assert_forwarded("pad (Mongrel2)", m2);
+            assert_forwarded("pad (Kennel)", kennel);
+            let (m, k) = (m2.outcomes[0].frame(), kennel.outcomes[0].frame());
+            assert_eq!(parse("pad", m).header("x-pad"), Some("5   "), "{route:?}");
+            assert_eq!(parse("pad", k).header("x-pad"), Some("5"), "{route:?}");
+            let member: &[u8] = match route {
+                Route::Json => b"\"x-pad\":",
+                Route::Tns => b"5:x-pad,",
+            };
+            assert_same_except(&format!("pad on {route:?}"), m, k, member);
+        }
+    });
 }
 
 /// The notice both send when the client closes: the same bytes apart from
 /// the id, which is the connection's.
 #[test]
 fn the_disconnect_notice_when_the_client_closes() {
-    let Some(runs) = runs() else { return };
-    assert_notices(runs, |run| run.disconnect.as_deref(), "disconnect");
+    each_run(|runs| {
+        assert_notices(runs, |run| run.disconnect.as_deref(), "disconnect");
+    });
 }
 
 /// A reply to a connection that has gone: both answer with the same
 /// disconnect notice for that id.
 #[test]
 fn a_reply_to_a_dead_id_is_answered_with_a_disconnect_notice() {
-    let Some(runs) = runs() else { return };
-    assert_notices(runs, |run| run.dead_reply.as_deref(), "dead reply");
+    each_run(|runs| {
+        assert_notices(runs, |run| run.dead_reply.as_deref(), "dead reply");
+    });
 }
 
 /// A reply to an id never handed out (sent before any client): the same
 /// notice from both.
 #[test]
 fn a_reply_to_an_unknown_id_is_answered_with_a_disconnect_notice() {
-    let Some(runs) = runs() else { return };
-    for (i, route) in Route::ALL.iter().enumerate() {
-        let (m, k) = (&runs.mongrel2.pings[i], &runs.kennel.pings[i]);
-        assert_notice(&format!("ping on {route:?}"), *route, m, k, PING_ID);
-    }
+    each_run(|runs| {
+        for (i, route) in Route::ALL.iter().enumerate() {
+            let (m, k) = (&runs.mongrel2.pings[i], &runs.kennel.pings[i]);
+            assert_notice(&format!("ping on {route:?}"), *route, m, k, PING_ID);
+        }
+    });
 }
 
 fn assert_notices(runs: &Runs, pick: impl Fn(&CaseRun) -> Option<&[u8]>, what: &str) {
@@ -511,26 +533,27 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Prints both servers' frames, for the report (`--nocapture`).
 #[test]
 fn print_the_frames() {
-    let Some(runs) = runs() else { return };
-    for (i, case) in runs.cases.iter().enumerate() {
-        for (server, run) in [("mongrel2", &runs.mongrel2), ("kennel", &runs.kennel)] {
-            for outcome in &run.cases[i].outcomes {
-                let text = match outcome {
-                    Outcome::Frame(f) => show(f),
-                    Outcome::Refused(r) => format!("REFUSED {}", show(r)),
-                };
-                println!("{} {:?} {server}: {text}", case.name, case.route);
-            }
-            if let Some(d) = &run.cases[i].disconnect {
-                println!(
-                    "{} {:?} {server} notice: {}",
-                    case.name,
-                    case.route,
-                    show(d)
-                );
+    each_run(|runs| {
+        for (i, case) in runs.cases.iter().enumerate() {
+            for (server, run) in [("mongrel2", &runs.mongrel2), ("kennel", &runs.kennel)] {
+                for outcome in &run.cases[i].outcomes {
+                    let text = match outcome {
+                        Outcome::Frame(f) => show(f),
+                        Outcome::Refused(r) => format!("REFUSED {}", show(r)),
+                    };
+                    println!("{} {:?} {server}: {text}", case.name, case.route);
+                }
+                if let Some(d) = &run.cases[i].disconnect {
+                    println!(
+                        "{} {:?} {server} notice: {}",
+                        case.name,
+                        case.route,
+                        show(d)
+                    );
+                }
             }
         }
-    }
+    });
 }
 
 /// The server's own answer to a case it did not forward.
@@ -546,35 +569,37 @@ fn refused<'a>(what: &str, run: &'a CaseRun) -> &'a str {
 /// RFC 9110 token unchanged.
 #[test]
 fn a_method_with_a_hyphen_is_refused_by_mongrel2_and_forwarded_by_kennel() {
-    let Some(runs) = runs() else { return };
-    for route in Route::ALL {
-        let (_, m2, kennel) = case(runs, "method_token", route);
-        let answer = refused(&format!("M-SEARCH on {route:?} (Mongrel2)"), m2);
-        assert!(answer.starts_with("HTTP/1.1 400 "), "{route:?}: {answer}");
-        assert_forwarded("M-SEARCH (Kennel)", kennel);
-        let req = parse("M-SEARCH", kennel.outcomes[0].frame());
-        assert_eq!(req.method(), Some("M-SEARCH"), "{route:?}");
-        assert_eq!(req.path(), format!("{}ssdp", route.prefix()).as_bytes());
-    }
+    each_run(|runs| {
+        for route in Route::ALL {
+            let (_, m2, kennel) = case(runs, "method_token", route);
+            let answer = refused(&format!("M-SEARCH on {route:?} (Mongrel2)"), m2);
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{route:?}: {answer}");
+            assert_forwarded("M-SEARCH (Kennel)", kennel);
+            let req = parse("M-SEARCH", kennel.outcomes[0].frame());
+            assert_eq!(req.method(), Some("M-SEARCH"), "{route:?}");
+            assert_eq!(req.path(), format!("{}ssdp", route.prefix()).as_bytes());
+        }
+    });
 }
 
 /// Documented ("`Content-Length: abc` … is read as 0"): Mongrel2 forwards
 /// the request with an empty body; Kennel answers 400.
 #[test]
 fn an_invalid_content_length_is_zero_to_mongrel2_and_a_400_from_kennel() {
-    let Some(runs) = runs() else { return };
-    for route in Route::ALL {
-        let (_, m2, kennel) = case(runs, "content_length_abc", route);
-        assert_forwarded("Content-Length: abc (Mongrel2)", m2);
-        let req = parse("Content-Length: abc", m2.outcomes[0].frame());
-        assert_eq!(req.body(), b"", "{route:?}");
-        assert_eq!(req.header("content-length"), Some("abc"), "{route:?}");
-        let answer = refused(
-            &format!("Content-Length: abc on {route:?} (Kennel)"),
-            kennel,
-        );
-        assert!(answer.starts_with("HTTP/1.1 400 "), "{route:?}: {answer}");
-    }
+    each_run(|runs| {
+        for route in Route::ALL {
+            let (_, m2, kennel) = case(runs, "content_length_abc", route);
+            assert_forwarded("Content-Length: abc (Mongrel2)", m2);
+            let req = parse("Content-Length: abc", m2.outcomes[0].frame());
+            assert_eq!(req.body(), b"", "{route:?}");
+            assert_eq!(req.header("content-length"), Some("abc"), "{route:?}");
+            let answer = refused(
+                &format!("Content-Length: abc on {route:?} (Kennel)"),
+                kennel,
+            );
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{route:?}: {answer}");
+        }
+    });
 }
 
 /// Documented ("Control bytes in header names or values are forwarded
@@ -582,28 +607,29 @@ fn an_invalid_content_length_is_zero_to_mongrel2_and_a_400_from_kennel() {
 /// strict parser then rejects); Kennel answers 400.
 #[test]
 fn a_control_byte_in_a_header_is_forwarded_raw_by_mongrel2_and_a_400_from_kennel() {
-    let Some(runs) = runs() else { return };
-    for route in Route::ALL {
-        let (_, m2, kennel) = case(runs, "control_byte", route);
-        assert_forwarded("control byte (Mongrel2)", m2);
-        let m = m2.outcomes[0].frame();
-        match route {
-            Route::Json => {
-                assert!(contains(m, b"\"x-ctl\":\"a\x01b\""), "{}", show(m));
-                assert!(
-                    matches!(Request::parse(m), Err(RequestError::Json(_))),
-                    "{}",
-                    show(m)
-                );
+    each_run(|runs| {
+        for route in Route::ALL {
+            let (_, m2, kennel) = case(runs, "control_byte", route);
+            assert_forwarded("control byte (Mongrel2)", m2);
+            let m = m2.outcomes[0].frame();
+            match route {
+                Route::Json => {
+                    assert!(contains(m, b"\"x-ctl\":\"a\x01b\""), "{}", show(m));
+                    assert!(
+                        matches!(Request::parse(m), Err(RequestError::Json(_))),
+                        "{}",
+                        show(m)
+                    );
+                }
+                Route::Tns => {
+                    let req = parse("control byte", m);
+                    assert_eq!(req.headers().get_bytes("x-ctl"), Some(&b"a\x01b"[..]));
+                }
             }
-            Route::Tns => {
-                let req = parse("control byte", m);
-                assert_eq!(req.headers().get_bytes("x-ctl"), Some(&b"a\x01b"[..]));
-            }
+            let answer = refused(&format!("control byte on {route:?} (Kennel)"), kennel);
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{route:?}: {answer}");
         }
-        let answer = refused(&format!("control byte on {route:?} (Kennel)"), kennel);
-        assert!(answer.starts_with("HTTP/1.1 400 "), "{route:?}: {answer}");
-    }
+    });
 }
 
 /// Documented ("A path that is a *prefix of* a route key matches that
@@ -611,18 +637,19 @@ fn a_control_byte_in_a_header_is_forwarded_raw_by_mongrel2_and_a_400_from_kennel
 /// 404.
 #[test]
 fn a_prefix_of_a_route_key_is_routed_by_mongrel2_and_a_404_from_kennel() {
-    let Some(runs) = runs() else { return };
-    for route in Route::ALL {
-        let (_, m2, kennel) = case(runs, "prefix_of_route_key", route);
-        assert_forwarded("prefix of a route key (Mongrel2)", m2);
-        let req = parse("prefix of a route key", m2.outcomes[0].frame());
-        let prefix = route.prefix();
-        assert_eq!(req.path(), &prefix.as_bytes()[..prefix.len() - 2]);
-        assert_eq!(req.header("PATTERN"), Some(prefix));
-        let answer = refused(
-            &format!("prefix of a route key on {route:?} (Kennel)"),
-            kennel,
-        );
-        assert!(answer.starts_with("HTTP/1.1 404 "), "{route:?}: {answer}");
-    }
+    each_run(|runs| {
+        for route in Route::ALL {
+            let (_, m2, kennel) = case(runs, "prefix_of_route_key", route);
+            assert_forwarded("prefix of a route key (Mongrel2)", m2);
+            let req = parse("prefix of a route key", m2.outcomes[0].frame());
+            let prefix = route.prefix();
+            assert_eq!(req.path(), &prefix.as_bytes()[..prefix.len() - 2]);
+            assert_eq!(req.header("PATTERN"), Some(prefix));
+            let answer = refused(
+                &format!("prefix of a route key on {route:?} (Kennel)"),
+                kennel,
+            );
+            assert!(answer.starts_with("HTTP/1.1 404 "), "{route:?}: {answer}");
+        }
+    });
 }

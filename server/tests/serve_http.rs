@@ -205,3 +205,189 @@ fn cached_files_follow_changes_on_disk() {
     assert!(get(&mut client).starts_with("HTTP/1.1 404 "));
     server.stop();
 }
+
+/// `response` with the value of its `Date` header replaced by `<date>`,
+/// after checking it is an IMF-fixdate (29 bytes ending in ` GMT`).
+fn without_date(response: &[u8]) -> String {
+    let text = text(response);
+    let Some((before, after)) = text.split_once("\r\nDate: ") else {
+        return text;
+    };
+    let (date, rest) = after.split_once("\r\n").expect("a line end after Date");
+    assert!(date.len() == 29 && date.ends_with(" GMT"), "Date: {date}");
+    format!("{before}\r\nDate: <date>\r\n{rest}")
+}
+
+/// No request (other than the harness's own notices for id 0) reaches the
+/// handler within `wait`.
+fn assert_no_request(handler: &kennel_handler::Connection, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Some(req) = handler.recv_timeout(left).unwrap() {
+            assert!(
+                req.is_disconnect() && req.conn_id() == 0,
+                "the handler got {:?} {:?}",
+                req.method(),
+                text(req.path())
+            );
+        }
+    }
+}
+
+const BAD_REQUEST_CLOSE: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+    Content-Length: 16\r\nDate: <date>\r\nServer: Kennel\r\nConnection: close\r\n\r\n400 Bad Request\n";
+
+/// A chunked body whose lines end in a bare LF is refused with 400 and the
+/// connection closes, so the request "inside" it (which a parser that
+/// reads the body differently would see) never reaches the handler; the
+/// same bytes with CRLF line ends are one request, then the next.
+#[test]
+fn a_bare_lf_in_a_chunked_body_is_400_and_smuggles_nothing() {
+    let server = TestServer::start();
+    let handler = server.handler();
+    let head =
+        "POST /handler/upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let smuggled = "GET /handler/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for body in [
+        "5\nhello\n0\n\n",
+        "5\nhello\r\n0\r\n\r\n",
+        "5\r\nhello\n0\r\n\r\n",
+        "5\r\nhello\r\n0\n\r\n",
+        "5\r\nhello\r\n0\r\nX-Trailer: 1\n\r\n",
+        "5\r\nhello\r\n0\r\n\n",
+    ] {
+        let mut client = server.client();
+        client.send(format!("{head}{body}{smuggled}").as_bytes());
+        let response = client.read_to_end();
+        assert_eq!(without_date(&response), BAD_REQUEST_CLOSE, "{body:?}");
+        assert_no_request(&handler, Duration::from_millis(300));
+    }
+
+    // The control: with CRLF the POST and then the GET reach the handler.
+    let mut client = server.client();
+    client.send(format!("{head}5\r\nhello\r\n0\r\n\r\n{smuggled}").as_bytes());
+    let post = recv(&handler);
+    assert_eq!((post.method(), post.body()), (Some("POST"), &b"hello"[..]));
+    let get = recv(&handler);
+    assert_eq!(get.path(), b"/handler/smuggled");
+    server.stop();
+}
+
+/// The canned refusal for `status` with `Connection: close`, its `Date`
+/// value written `<date>`.
+fn refusal(status: &str) -> String {
+    let body = format!("{status}\n");
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Date: <date>\r\nServer: Kennel\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Sends `bytes` on a new connection and returns all it gets back (the
+/// server closes after a refusal).
+fn refused_with(server: &TestServer, bytes: &[u8]) -> String {
+    let mut client = server.client();
+    client.send(bytes);
+    without_date(&client.read_to_end())
+}
+
+/// Without `limits.buffer_size` a head may be 32 KiB with lines of 8 KiB
+/// (a browser's cookies, a bearer token); a longer request line is 414, a
+/// longer header line 431. Each over-long request is sent only up to the
+/// byte that makes it too long, so the server has read everything it was
+/// sent when it closes.
+#[test]
+fn default_head_limits_take_big_cookies_and_refuse_long_lines_with_414_or_431() {
+    let server = TestServer::start();
+    let handler = server.handler();
+    let cookie = format!("session={}", "c".repeat(6000));
+    let token = format!("Bearer {}", "t".repeat(2000));
+    let mut client = server.client();
+    client.send(
+        format!(
+            "GET /handler/big HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\
+             Authorization: {token}\r\nX-Other: {}\r\n\r\n",
+            "o".repeat(6000)
+        )
+        .as_bytes(),
+    );
+    let req = recv(&handler);
+    assert_eq!(req.header("cookie"), Some(cookie.as_str()));
+    assert_eq!(req.header("authorization"), Some(token.as_str()));
+
+    // The longest request line (8192 bytes with its CRLF) is served...
+    let target = format!("/handler/{}", "p".repeat(8192 - 4 - 11 - 9));
+    let line = format!("GET {target} HTTP/1.1\r\n");
+    assert_eq!(line.len(), 8192);
+    let mut client = server.client();
+    client.send(format!("{line}Host: localhost\r\n\r\n").as_bytes());
+    assert_eq!(recv(&handler).path(), target.as_bytes());
+    // ...8193 bytes of request line (not even complete) are 414.
+    let mut long_line = b"GET /handler/".to_vec();
+    long_line.resize(8193, b'p');
+    assert_eq!(
+        refused_with(&server, &long_line),
+        refusal("414 URI Too Long")
+    );
+
+    // A header line of 8193 bytes (without even its line end) is 431.
+    let mut long_header = b"GET /handler/x HTTP/1.1\r\nHost: localhost\r\nCookie: ".to_vec();
+    long_header.extend(std::iter::repeat_n(b'c', 8193 - "Cookie: ".len()));
+    assert_eq!(
+        refused_with(&server, &long_header),
+        refusal("431 Request Header Fields Too Large")
+    );
+
+    // A head of more than 32 KiB in lines that each fit is 431 too.
+    let mut big_head = b"GET /handler/x HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+    let mut i = 0;
+    while big_head.len() <= 32 * 1024 {
+        big_head.extend_from_slice(format!("X-{i}: {}\r\n", "v".repeat(4000)).as_bytes());
+        i += 1;
+    }
+    big_head.truncate(32 * 1024 + 1);
+    assert_eq!(
+        refused_with(&server, &big_head),
+        refusal("431 Request Header Fields Too Large")
+    );
+    assert_no_request(&handler, Duration::from_millis(200));
+    server.stop();
+}
+
+/// An explicit `limits.buffer_size` (Mongrel2's setting) bounds the whole
+/// head and so every line: a request line that does not fit is 414, a head
+/// that does not is 431.
+#[test]
+fn limits_buffer_size_bounds_the_head_as_in_mongrel2() {
+    let server = TestServer::start_with(Site {
+        extra_sql: "INSERT INTO setting (key, value) VALUES ('limits.buffer_size', '4096');".into(),
+        ..Site::default()
+    });
+    let handler = server.handler();
+    let mut client = server.client();
+    client.send(
+        format!(
+            "GET /handler/ok HTTP/1.1\r\nHost: localhost\r\nCookie: {}\r\n\r\n",
+            "c".repeat(3000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(recv(&handler).path(), b"/handler/ok");
+
+    let mut long_line = b"GET /handler/".to_vec();
+    long_line.resize(4097, b'p');
+    assert_eq!(
+        refused_with(&server, &long_line),
+        refusal("414 URI Too Long")
+    );
+
+    let mut big_header = b"GET /handler/x HTTP/1.1\r\nHost: localhost\r\nCookie: ".to_vec();
+    big_header.resize(4097, b'c');
+    assert_eq!(
+        refused_with(&server, &big_header),
+        refusal("431 Request Header Fields Too Large")
+    );
+    assert_no_request(&handler, Duration::from_millis(200));
+    server.stop();
+}

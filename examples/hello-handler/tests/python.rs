@@ -1,6 +1,7 @@
 //! The Python example handler (examples/python/hello.py) against a fake
 //! server over real ZeroMQ sockets. Needs `python3` with pyzmq; without
-//! them the test says so and passes without running (CI installs pyzmq).
+//! them the test fails, saying what to install (`bash tests/setup.sh`
+//! installs it); it never passes without running.
 
 mod fake_server;
 
@@ -14,25 +15,25 @@ const SENDER: &str = "2f4c6e80-1a3b-4c5d-9e7f-a0b1c2d3e4f5";
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../python/hello.py");
 
-fn have_pyzmq() -> bool {
-    Command::new("python3")
+/// Fails the test, saying what to install, unless `python3` can import
+/// pyzmq.
+fn require_pyzmq() {
+    let imported = Command::new("python3")
         .args(["-c", "import zmq"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .status();
+    assert!(
+        imported.as_ref().is_ok_and(|s| s.success()),
+        "`python3 -c 'import zmq'` failed ({imported:?}): this test needs python3 with pyzmq; \
+         install it with `python3 -m pip install pyzmq` (`bash tests/setup.sh` installs \
+         everything the tests need)"
+    );
 }
 
 #[test]
 fn python_handler_greets_and_honours_notices_and_close() {
-    if !have_pyzmq() {
-        eprintln!(
-            "SKIPPED python_handler_greets_and_honours_notices_and_close: \
-             `python3 -c 'import zmq'` failed; install pyzmq with \
-             `python3 -m pip install pyzmq` to run it"
-        );
-        return;
-    }
+    require_pyzmq();
     let server = FakeServer::new(Protocol::Json, SENDER);
     let mut command = Command::new("python3");
     command

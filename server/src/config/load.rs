@@ -1,16 +1,30 @@
 //! Reading and validating the config tables into a [`Snapshot`].
 //!
 //! Owns: the SQL queries, per-column conversion (with errors naming table,
-//! row id and column), server selection, handler deduplication and the
-//! warnings. Called by [`super::load_from`] and [`super::list_servers`].
+//! row id and column), server selection, handler deduplication, the rules
+//! across rows ([`validate`]) and the warnings. Called by
+//! [`super::load_from`] and [`super::list_servers`].
+//!
+//! Every rule a server needs to start is checked here, so `kennel check`
+//! and starting a server (both through [`super::load()`]) accept and refuse
+//! the same configs with the same message.
+//!
+//! Older Mongrel2 schemas lack some of what Kennel reads (the `config.sql`
+//! of Mongrel2's Python library has no `server.control_port` and no
+//! `filter` or `xrequest` table; an m2sh database has no `kennel_*`
+//! tables). Each load first reads which tables and columns the database
+//! has ([`Schema`]); a missing optional column reads as NULL, which every
+//! reader takes as the column's default, and a missing optional table
+//! reads as empty. A missing column without a default is an error naming
+//! the table and the column.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Params, Row};
 
-use super::schema::{table_exists, REQUIRED_TABLES};
-use super::settings::{Applied, Settings};
+use super::schema::REQUIRED_TABLES;
+use super::settings::{Applied, Settings, YEAR_MS};
 use super::{
     ConfigError, Dir, Handler, Host, MimeTypes, Plugin, Protocol, Proxy, Server, ServerSelector,
     Snapshot, Target,
@@ -152,8 +166,102 @@ fn one_row<T>(
     }
 }
 
-const SERVER_COLUMNS: &str = "SELECT id, uuid, access_log, error_log, chroot, pid_file, \
-     control_port, default_host, name, bind_addr, port, use_ssl FROM server";
+/// The tables of the database and their columns (names lower-cased, as
+/// SQLite compares them case-insensitively), read once per load.
+struct Schema {
+    tables: HashMap<String, HashSet<String>>,
+}
+
+impl Schema {
+    fn read(conn: &Connection) -> Result<Schema, ConfigError> {
+        let q = query_error("sqlite_master");
+        let mut stmt = conn
+            .prepare(
+                "SELECT lower(m.name), lower(c.name) \
+                 FROM sqlite_master AS m, pragma_table_info(m.name) AS c \
+                 WHERE m.type = 'table'",
+            )
+            .map_err(&q)?;
+        let mut rows = stmt.query([]).map_err(&q)?;
+        let mut tables: HashMap<String, HashSet<String>> = HashMap::new();
+        while let Some(row) = rows.next().map_err(&q)? {
+            let table: String = row.get(0).map_err(&q)?;
+            let column: String = row.get(1).map_err(&q)?;
+            tables.entry(table).or_default().insert(column);
+        }
+        Ok(Schema { tables })
+    }
+
+    fn has_table(&self, table: &str) -> bool {
+        self.tables.contains_key(table)
+    }
+
+    fn has_column(&self, table: &str, column: &str) -> bool {
+        self.tables.get(table).is_some_and(|c| c.contains(column))
+    }
+
+    fn require_tables(&self, tables: &[&'static str]) -> Result<(), ConfigError> {
+        match tables.iter().find(|t| !self.has_table(t)) {
+            Some(&table) => Err(ConfigError::MissingTable { table }),
+            None => Ok(()),
+        }
+    }
+
+    /// `SELECT <columns> FROM <table> <rest>`, the columns in the order
+    /// given. A name ending in `?` is a column an older Mongrel2 schema may
+    /// lack: selected as `NULL` (its default, to every reader) when the
+    /// table has none. Any other column, and every column in `rest_uses`
+    /// (those the rest of the statement names), must exist.
+    fn select(
+        &self,
+        table: &'static str,
+        columns: &[&'static str],
+        rest: &str,
+        rest_uses: &[&'static str],
+    ) -> Result<String, ConfigError> {
+        let mut list = Vec::with_capacity(columns.len());
+        for &column in columns {
+            match column.strip_suffix('?') {
+                Some(optional) if self.has_column(table, optional) => {
+                    list.push(optional.to_owned())
+                }
+                Some(optional) => list.push(format!("NULL AS {optional}")),
+                None => {
+                    self.require_column(table, column)?;
+                    list.push(column.to_owned());
+                }
+            }
+        }
+        for &column in rest_uses {
+            self.require_column(table, column)?;
+        }
+        Ok(format!("SELECT {} FROM {table} {rest}", list.join(", ")))
+    }
+
+    fn require_column(&self, table: &'static str, column: &'static str) -> Result<(), ConfigError> {
+        if self.has_column(table, column) {
+            Ok(())
+        } else {
+            Err(ConfigError::MissingColumn { table, column })
+        }
+    }
+}
+
+/// What the loader reads of a `server` row ([`read_server`]'s indices).
+const SERVER_COLUMNS: &[&str] = &[
+    "id",
+    "uuid",
+    "access_log",
+    "error_log",
+    "chroot?",
+    "pid_file",
+    "control_port?",
+    "default_host",
+    "name?",
+    "bind_addr?",
+    "port",
+    "use_ssl?",
+];
 
 fn read_server(c: &Cells<'_, '_>) -> Result<Server, ConfigError> {
     Ok(Server {
@@ -177,12 +285,13 @@ fn read_server(c: &Cells<'_, '_>) -> Result<Server, ConfigError> {
 }
 
 pub(super) fn list_servers(conn: &Connection) -> Result<Vec<Server>, ConfigError> {
-    check_tables(conn, &["server"])?;
+    let schema = Schema::read(conn)?;
+    schema.require_tables(&["server"])?;
     let mut servers = Vec::new();
     each_row(
         conn,
         "server",
-        &format!("{SERVER_COLUMNS} ORDER BY id"),
+        &schema.select("server", SERVER_COLUMNS, "ORDER BY id", &[])?,
         [],
         |c| {
             servers.push(read_server(c)?);
@@ -249,15 +358,6 @@ fn select(keys: &[ServerKey], selector: &ServerSelector) -> Result<i64, ConfigEr
     }
 }
 
-fn check_tables(conn: &Connection, tables: &[&'static str]) -> Result<(), ConfigError> {
-    for &table in tables {
-        if !table_exists(conn, table).map_err(query_error("sqlite_master"))? {
-            return Err(ConfigError::MissingTable { table });
-        }
-    }
-    Ok(())
-}
-
 pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snapshot, ConfigError> {
     // One read transaction, so a concurrent writer cannot hand us half a
     // config; dropping it ends it without writing anything.
@@ -269,13 +369,14 @@ pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snaps
     } else {
         None
     };
-    check_tables(conn, REQUIRED_TABLES)?;
+    let schema = Schema::read(conn)?;
+    schema.require_tables(REQUIRED_TABLES)?;
 
     let mut keys = Vec::new();
     each_row(
         conn,
         "server",
-        "SELECT id, uuid, name FROM server ORDER BY id",
+        &schema.select("server", &["id", "uuid", "name?"], "ORDER BY id", &[])?,
         [],
         |c| {
             keys.push(ServerKey {
@@ -290,7 +391,7 @@ pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snaps
     let server = one_row(
         conn,
         "server",
-        &format!("{SERVER_COLUMNS} WHERE id = ?1"),
+        &schema.select("server", SERVER_COLUMNS, "WHERE id = ?1", &[])?,
         server_id,
         read_server,
     )?
@@ -298,6 +399,7 @@ pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snaps
 
     let mut loader = Loader {
         conn,
+        schema,
         warnings: Vec::new(),
         settings: Settings::default(),
         connect_waits: HashMap::new(),
@@ -334,10 +436,7 @@ pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snaps
         ));
     }
 
-    for warning in &loader.warnings {
-        tracing::warn!(target: "kennel::config", "{warning}");
-    }
-    Ok(Snapshot {
+    let snapshot = Snapshot {
         server,
         hosts,
         host_table,
@@ -350,12 +449,70 @@ pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snaps
         filters,
         xrequests,
         warnings: loader.warnings,
-    })
+    };
+    validate(&snapshot)?;
+    for warning in &snapshot.warnings {
+        tracing::warn!(target: "kennel::config", "{warning}");
+    }
+    Ok(snapshot)
+}
+
+/// The rules across rows that a snapshot must pass before anything is
+/// served: what the row-by-row reading cannot see, and what would
+/// otherwise only fail once the server starts binding sockets.
+///
+/// - `server.use_ssl` must be 0: TLS is not implemented yet, and serving
+///   plain HTTP on a port configured for TLS would be worse than refusing.
+/// - No ZeroMQ endpoint may be bound twice: two handlers (not merged, as
+///   rows with the same `send_spec` and `recv_spec` are) sharing a
+///   `send_spec` or a `recv_spec`, or one handler's `send_spec` being
+///   another's (or its own) `recv_spec`, could never both bind.
+pub(super) fn validate(snapshot: &Snapshot) -> Result<(), ConfigError> {
+    let server = &snapshot.server;
+    if server.use_ssl {
+        return Err(ConfigError::Invalid {
+            table: "server",
+            id: server.id,
+            column: "use_ssl",
+            problem: "is on, but Kennel does not implement TLS yet and will not serve this \
+                      port as plain HTTP; until TLS support lands, set use_ssl to 0 (and put \
+                      a TLS-terminating proxy in front)"
+                .into(),
+        });
+    }
+    let mut bound: HashMap<&str, (&Handler, &'static str)> = HashMap::new();
+    for handler in &snapshot.handlers {
+        for (column, spec) in [
+            ("send_spec", &handler.send_spec),
+            ("recv_spec", &handler.recv_spec),
+        ] {
+            if let Some((other, other_column)) = bound.insert(spec, (handler, column)) {
+                let owner = if other.id == handler.id {
+                    "this handler".to_owned()
+                } else {
+                    format!("handler {}", other.id)
+                };
+                return Err(ConfigError::Invalid {
+                    table: "handler",
+                    id: handler.id,
+                    column,
+                    problem: format!(
+                        "{spec:?} is also the {other_column} of {owner}; each endpoint can be \
+                         bound only once, so the server could not start (handler rows share \
+                         one socket pair only when both their send_spec and recv_spec are \
+                         the same)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The state of one load.
 struct Loader<'c> {
     conn: &'c Connection,
+    schema: Schema,
     warnings: Vec<String>,
     settings: Settings,
     /// `kennel_handler.connect_wait_ms` by handler id (`None` = the setting).
@@ -376,7 +533,9 @@ impl Loader<'_> {
         each_row(
             self.conn,
             "setting",
-            "SELECT id, key, value FROM setting ORDER BY id",
+            &self
+                .schema
+                .select("setting", &["id", "key", "value"], "ORDER BY id", &[])?,
             [],
             |c| {
                 let key = c.text(1, "key")?;
@@ -408,7 +567,12 @@ impl Loader<'_> {
         each_row(
             self.conn,
             "mimetype",
-            "SELECT id, extension, mimetype FROM mimetype ORDER BY id",
+            &self.schema.select(
+                "mimetype",
+                &["id", "extension", "mimetype"],
+                "ORDER BY id",
+                &[],
+            )?,
             [],
             |c| {
                 let ext = c.text(1, "extension")?;
@@ -447,19 +611,26 @@ impl Loader<'_> {
     }
 
     fn read_kennel_handlers(&mut self) -> Result<(), ConfigError> {
-        if !table_exists(self.conn, "kennel_handler").map_err(query_error("sqlite_master"))? {
+        if !self.schema.has_table("kennel_handler") {
             return Ok(());
         }
         let mut rows = Vec::new();
         each_row(
             self.conn,
             "kennel_handler",
-            "SELECT handler_id, connect_wait_ms FROM kennel_handler ORDER BY handler_id",
+            &self.schema.select(
+                "kennel_handler",
+                &["handler_id", "connect_wait_ms?"],
+                "ORDER BY handler_id",
+                &[],
+            )?,
             [],
             |c| {
                 let wait = match c.opt_int(1, "connect_wait_ms")? {
                     None => None,
-                    Some(_) => Some(c.ranged(1, "connect_wait_ms", 0, i64::MAX, None)? as u64),
+                    Some(_) => {
+                        Some(c.ranged(1, "connect_wait_ms", 0, YEAR_MS as i64, None)? as u64)
+                    }
                 };
                 rows.push((c.id, wait));
                 Ok(())
@@ -469,7 +640,9 @@ impl Loader<'_> {
             let exists = one_row(
                 self.conn,
                 "handler",
-                "SELECT id FROM handler WHERE id = ?1",
+                &self
+                    .schema
+                    .select("handler", &["id"], "WHERE id = ?1", &[])?,
                 id,
                 |_| Ok(()),
             )?;
@@ -492,7 +665,12 @@ impl Loader<'_> {
         each_row(
             self.conn,
             "host",
-            "SELECT id, name, matching FROM host WHERE server_id = ?1 ORDER BY id",
+            &self.schema.select(
+                "host",
+                &["id", "name", "matching?"],
+                "WHERE server_id = ?1 ORDER BY id",
+                &["server_id"],
+            )?,
             [server.id],
             |c| {
                 let name = c.text(1, "name")?;
@@ -549,7 +727,12 @@ impl Loader<'_> {
         each_row(
             self.conn,
             "route",
-            "SELECT id, path, target_id, target_type FROM route WHERE host_id = ?1 ORDER BY id",
+            &self.schema.select(
+                "route",
+                &["id", "path", "target_id", "target_type"],
+                "WHERE host_id = ?1 ORDER BY id",
+                &["host_id"],
+            )?,
             [host_id],
             |c| {
                 rows.push(RouteRow {
@@ -607,8 +790,20 @@ impl Loader<'_> {
         let handler = one_row(
             self.conn,
             "handler",
-            "SELECT id, send_spec, send_ident, recv_spec, recv_ident, raw_payload, protocol \
-             FROM handler WHERE id = ?1",
+            &self.schema.select(
+                "handler",
+                &[
+                    "id",
+                    "send_spec",
+                    "send_ident",
+                    "recv_spec",
+                    "recv_ident",
+                    "raw_payload?",
+                    "protocol?",
+                ],
+                "WHERE id = ?1",
+                &[],
+            )?,
             id,
             |c| {
                 let raw_payload = match c.opt_int(5, "raw_payload")?.unwrap_or(0) {
@@ -669,21 +864,6 @@ impl Loader<'_> {
             }
             index
         } else {
-            for other in &self.handlers {
-                if other.send_spec == handler.send_spec {
-                    self.warnings.push(format!(
-                        "handler {id}: send_spec {:?} is also used by handler {} \
-                         (with a different recv_spec)",
-                        handler.send_spec, other.id
-                    ));
-                } else if other.recv_spec == handler.recv_spec {
-                    self.warnings.push(format!(
-                        "handler {id}: recv_spec {:?} is also used by handler {} \
-                         (with a different send_spec)",
-                        handler.recv_spec, other.id
-                    ));
-                }
-            }
             self.handlers.push(handler);
             self.handler_by_specs.insert(specs, self.handlers.len() - 1);
             self.handlers.len() - 1
@@ -700,7 +880,12 @@ impl Loader<'_> {
         let dir = one_row(
             self.conn,
             "directory",
-            "SELECT id, base, index_file, default_ctype, cache_ttl FROM directory WHERE id = ?1",
+            &self.schema.select(
+                "directory",
+                &["id", "base", "index_file", "default_ctype", "cache_ttl?"],
+                "WHERE id = ?1",
+                &[],
+            )?,
             id,
             |c| {
                 let base = c.non_empty_text(1, "base")?;
@@ -739,7 +924,9 @@ impl Loader<'_> {
         let proxy = one_row(
             self.conn,
             "proxy",
-            "SELECT id, addr, port FROM proxy WHERE id = ?1",
+            &self
+                .schema
+                .select("proxy", &["id", "addr", "port"], "WHERE id = ?1", &[])?,
             id,
             |c| {
                 Ok(Proxy {
@@ -763,14 +950,19 @@ impl Loader<'_> {
         table: &'static str,
         server_id: i64,
     ) -> Result<Vec<Plugin>, ConfigError> {
-        if !table_exists(self.conn, table).map_err(query_error("sqlite_master"))? {
+        if !self.schema.has_table(table) {
             return Ok(Vec::new());
         }
         let mut plugins = Vec::new();
         each_row(
             self.conn,
             table,
-            &format!("SELECT id, name, settings FROM {table} WHERE server_id = ?1 ORDER BY id"),
+            &self.schema.select(
+                table,
+                &["id", "name", "settings"],
+                "WHERE server_id = ?1 ORDER BY id",
+                &["server_id"],
+            )?,
             [server_id],
             |c| {
                 plugins.push(Plugin {

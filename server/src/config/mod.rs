@@ -1,7 +1,8 @@
 //! The SQLite config database → an immutable [`Snapshot`].
 //!
-//! Owns: reading Mongrel2 1.12's config tables (and Kennel's `kennel_*`
-//! additions and `kennel.*` settings), validating them, and building the
+//! Owns: reading Mongrel2 1.12's config tables (and older schemas, whose
+//! missing columns read as their defaults; Kennel's `kennel_*` additions and
+//! `kennel.*` settings), validating them, and building the
 //! snapshot the server runs on; selecting a server by uuid or name; the
 //! schema text and applying SQL to a database (for the CLI).
 //!
@@ -12,7 +13,11 @@
 //!
 //! Every validation error names the table, the row id, the column and what
 //! is wrong, as in `route 7: column target_type: unknown target type
-//! "hander" (expected handler, dir or proxy)`. Problems that do not stop a
+//! "hander" (expected handler, dir or proxy)`. [`load()`] checks everything a
+//! server needs to start (values, ranges, references, and the rules across
+//! rows such as no socket endpoint bound twice and no `use_ssl` until TLS
+//! exists): `kennel check` and starting a server both call it, so one never
+//! accepts what the other refuses. Problems that do not stop a
 //! server (an unknown setting key, a `protocol` other than `json` or
 //! `tnetstring`, configured `.so` filters) are warnings: logged with
 //! `tracing::warn!` and kept in [`Snapshot::warnings`].
@@ -30,7 +35,7 @@ use crate::routing::{HostTable, RouteTable};
 
 pub use mimetypes::MimeTypes;
 pub use schema::{apply_sql, kennel_additions_sql, SCHEMA_SQL};
-pub use settings::{Applied, FileMode, Settings};
+pub use settings::{Applied, FileMode, Settings, YEAR_MS, YEAR_SECS};
 
 /// Something wrong with a config database or with selecting a server.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +54,16 @@ pub enum ConfigError {
         /// The missing table.
         table: &'static str,
     },
-    /// Reading a table failed (for example a column is missing).
+    /// A column Kennel needs is missing (a column with a default that an
+    /// older Mongrel2 schema lacks is not: it reads as its default).
+    #[error("not a Mongrel2 config database: table {table} has no column {column}")]
+    MissingColumn {
+        /// The table.
+        table: &'static str,
+        /// The missing column.
+        column: &'static str,
+    },
+    /// Reading a table failed.
     #[error("reading table {table}: {source}")]
     Query {
         /// The table being read.

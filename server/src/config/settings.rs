@@ -10,30 +10,54 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileMode(pub u32);
 
+/// One year in seconds: the longest duration any setting (or column)
+/// given in seconds may hold. Longer is surely a typo, and bounding it keeps
+/// every deadline (`Instant` + duration) far from overflowing.
+pub const YEAR_SECS: u64 = 365 * 24 * 60 * 60;
+
+/// One year in milliseconds: the longest duration a `*_ms` setting (or
+/// column) may hold; see [`YEAR_SECS`].
+pub const YEAR_MS: u64 = YEAR_SECS * 1000;
+
+/// An inclusive range of valid values, as `i128` so that every setting's
+/// integer type fits.
+type Range = (i128, i128);
+
 /// How one setting value is parsed from its text form.
 trait SettingValue: Sized {
-    /// Parses `text` (the `setting.value` of `key`); the error is the
-    /// problem, worded for `setting N: column value: <problem>`.
-    fn parse_setting(text: &str, key: &str) -> Result<Self, String>;
+    /// Parses `text` (the `setting.value` of `key`), which must lie in
+    /// `range` when one is given (integers only); the error is the problem,
+    /// worded for `setting N: column value: <problem>`.
+    fn parse_setting(text: &str, key: &str, range: Option<Range>) -> Result<Self, String>;
 }
 
-fn parse_integer(text: &str, key: &str, min: i128, max: i128) -> Result<i128, String> {
-    let n: i128 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not an integer for {key}"))?;
+fn parse_integer(text: &str, key: &str, (min, max): Range) -> Result<i128, String> {
+    let out_of_range = || format!("{text:?} is out of range for {key} (expected {min} to {max})");
+    let n: i128 = match text.parse() {
+        Ok(n) => n,
+        // Digits too many for an i128 are a number, just a huge one.
+        Err(_) if is_decimal(text) => return Err(out_of_range()),
+        Err(_) => return Err(format!("{text:?} is not an integer for {key}")),
+    };
     if n < min || n > max {
-        return Err(format!(
-            "{text:?} is out of range for {key} (expected {min} to {max})"
-        ));
+        return Err(out_of_range());
     }
     Ok(n)
+}
+
+/// Optional sign, then one or more ASCII digits.
+fn is_decimal(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 macro_rules! integer_setting {
     ($($ty:ty),*) => {$(
         impl SettingValue for $ty {
-            fn parse_setting(text: &str, key: &str) -> Result<Self, String> {
-                let n = parse_integer(text, key, <$ty>::MIN as i128, <$ty>::MAX as i128)?;
+            fn parse_setting(text: &str, key: &str, range: Option<Range>) -> Result<Self, String> {
+                let (lo, hi) = (<$ty>::MIN as i128, <$ty>::MAX as i128);
+                let range = range.map_or((lo, hi), |(min, max)| (min.max(lo), max.min(hi)));
+                let n = parse_integer(text, key, range)?;
                 Ok(n as $ty)
             }
         }
@@ -43,26 +67,27 @@ integer_setting!(i32, u32, u64, usize);
 
 /// Mongrel2 reads flags as integers: 0 is off, any other integer is on.
 impl SettingValue for bool {
-    fn parse_setting(text: &str, key: &str) -> Result<Self, String> {
-        let n = parse_integer(text, key, i64::MIN as i128, i64::MAX as i128)?;
+    fn parse_setting(text: &str, key: &str, _range: Option<Range>) -> Result<Self, String> {
+        let n = parse_integer(text, key, (i64::MIN as i128, i64::MAX as i128))?;
         Ok(n != 0)
     }
 }
 
-impl SettingValue for Option<String> {
-    fn parse_setting(text: &str, _key: &str) -> Result<Self, String> {
-        Ok(Some(text.to_owned()))
+/// An optional value: set means `Some` (a range applies to the value).
+impl<T: SettingValue> SettingValue for Option<T> {
+    fn parse_setting(text: &str, key: &str, range: Option<Range>) -> Result<Self, String> {
+        T::parse_setting(text, key, range).map(Some)
     }
 }
 
 impl SettingValue for String {
-    fn parse_setting(text: &str, _key: &str) -> Result<Self, String> {
+    fn parse_setting(text: &str, _key: &str, _range: Option<Range>) -> Result<Self, String> {
         Ok(text.to_owned())
     }
 }
 
 impl SettingValue for FileMode {
-    fn parse_setting(text: &str, key: &str) -> Result<Self, String> {
+    fn parse_setting(text: &str, key: &str, _range: Option<Range>) -> Result<Self, String> {
         let bad = || format!("{text:?} is not an octal file mode for {key}");
         if text.is_empty() || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
             return Err(bad());
@@ -83,10 +108,35 @@ pub enum Applied {
     Unknown,
 }
 
+/// The valid range of one `settings!` entry: `None` without one.
+macro_rules! setting_range {
+    () => {
+        None
+    };
+    ($min:literal, $max:literal) => {
+        Some(($min as i128, $max as i128))
+    };
+}
+
+/// Declares the settings. One entry per key:
+///
+/// ```text
+/// /// Doc comment: the default, the unit, what it does, why.
+/// "the.key" => field_name: Type = default_expression;
+/// /// An integer with a valid range (both ends included, as literals):
+/// "other.key" => other_field: u64 = 10, 1..=31_536_000;
+/// ```
+///
+/// A range is checked when the setting is read (a value outside it is an
+/// error naming the row) and is added to the field's doc comment, so the
+/// two cannot drift apart. Give every duration a maximum (at most a year,
+/// [`YEAR_SECS`] / [`YEAR_MS`]) and every count whose 0 (or small value)
+/// would make the server useless a minimum. Ranges work for the integer
+/// types and `Option`s of them.
 macro_rules! settings {
     ($(
         $(#[doc = $doc:literal])*
-        $key:literal => $field:ident : $ty:ty = $default:expr;
+        $key:literal => $field:ident : $ty:ty = $default:expr $(, $min:literal ..= $max:literal)?;
     )*) => {
         /// Global settings: the rows of the `setting` table, typed, with
         /// Mongrel2 1.12.2's defaults for every key that is absent.
@@ -98,7 +148,17 @@ macro_rules! settings {
         /// ignored.
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub struct Settings {
-            $( $(#[doc = $doc])* pub $field: $ty, )*
+            $(
+                $(#[doc = $doc])*
+                $(
+                    #[doc = ""]
+                    #[doc = concat!(
+                        "Valid values: ", stringify!($min), " to ", stringify!($max),
+                        "; any other is a config error."
+                    )]
+                )?
+                pub $field: $ty,
+            )*
         }
 
         impl Default for Settings {
@@ -112,13 +172,28 @@ macro_rules! settings {
             /// followed by Kennel's own.
             pub const KEYS: &'static [&'static str] = &[$($key),*];
 
+            /// The valid values of `key` (both ends included), for a key
+            /// declared with a range; `None` for other keys, whose values
+            /// need only parse as their type.
+            pub fn range(key: &str) -> Option<(i128, i128)> {
+                match key {
+                    $( $key => setting_range!($($min, $max)?), )*
+                    _ => None,
+                }
+            }
+
             /// Sets the field for `key` from its text `value`. An unknown
             /// key leaves the settings unchanged; a value that does not
-            /// parse is an error naming the value and the key.
+            /// parse, or lies outside the key's range, is an error naming
+            /// the value and the key.
             pub fn apply(&mut self, key: &str, value: &str) -> Result<Applied, String> {
                 match key {
                     $( $key => {
-                        self.$field = <$ty as SettingValue>::parse_setting(value, key)?;
+                        self.$field = <$ty as SettingValue>::parse_setting(
+                            value,
+                            key,
+                            setting_range!($($min, $max)?),
+                        )?;
                         Ok(Applied::Set)
                     } )*
                     _ => Ok(Applied::Unknown),
@@ -134,11 +209,18 @@ settings! {
     "control_port" => control_port: String = "ipc://run/control".to_owned();
     /// Default 0. When on, no access log is written.
     "disable.access_logging" => disable_access_logging: bool = false;
-    /// Default 4096 bytes (Mongrel2's manual says 2048; the code uses 4096).
-    /// The largest request head (request line and headers); a longer one
-    /// gets 431. Kennel's read buffer grows on demand and is freed while a
-    /// connection is idle.
-    "limits.buffer_size" => limits_buffer_size: usize = 4096;
+    /// Default unset. When set (Mongrel2's default is 4096 bytes, its manual
+    /// says 2048), the largest request head (request line and headers) in
+    /// bytes and also the longest line in it, as Mongrel2's one buffer
+    /// bounds both. When unset, Kennel allows what modern clients need (a
+    /// few cookies, a bearer token), as nginx does: a head of up to
+    /// [`crate::http::DEFAULT_MAX_HEAD`] (32 KiB) with lines of up to
+    /// [`crate::http::DEFAULT_MAX_LINE`] (8 KiB). A request line longer
+    /// than the line limit gets 414, any other line or a larger head 431
+    /// (see [`crate::http::Limits::from_settings`]). Kennel's read buffer
+    /// grows on demand and is freed while a connection is idle. At least
+    /// 256: a smaller head cannot hold an ordinary request.
+    "limits.buffer_size" => limits_buffer_size: Option<usize> = None, 256..=16_777_216;
     /// Default 5. Reads allowed to complete a request head.
     "limits.client_read_retries" => limits_client_read_retries: u32 = 5;
     /// Default 32768 bytes. Mongrel2's coroutine stack; Kennel has none.
@@ -149,7 +231,7 @@ settings! {
     "limits.content_length" => limits_content_length: usize = 20480;
     /// Default 256 bytes. Longest Dir `base` (checked at load) and route
     /// prefix for Dir targets.
-    "limits.dir_max_path" => limits_dir_max_path: usize = 256;
+    "limits.dir_max_path" => limits_dir_max_path: usize = 256, 1..=1_048_576;
     /// Default 16384 bytes. Mongrel2's block size when sending a static
     /// file; Kennel reads it but sends in blocks of its own
     /// (`dir::SENDFILE_CHUNK`).
@@ -158,27 +240,33 @@ settings! {
     "limits.fdtask_stack" => limits_fdtask_stack: usize = 102400;
     /// Default 102400 bytes. Mongrel2's handler task stack; Kennel has none.
     "limits.handler_stack" => limits_handler_stack: usize = 102400;
-    /// Default 128. Most connection ids one handler reply may address.
-    "limits.handler_targets" => limits_handler_targets: usize = 128;
-    /// Default 1280. Most distinct header names in one request.
-    "limits.header_count" => limits_header_count: usize = 1280;
+    /// Default 128. Most connection ids one handler reply may address; at
+    /// least 1.
+    "limits.handler_targets" => limits_handler_targets: usize = 128, 1..=1_000_000;
+    /// Default 1280. Most header lines in one request (Mongrel2 counts
+    /// distinct names). At least 1: an HTTP/1.1 request needs `Host`.
+    "limits.header_count" => limits_header_count: usize = 1280, 1..=1_000_000;
     /// Default 256 bytes. Longest `host.name` / `host.matching` (checked at
     /// load).
-    "limits.host_name" => limits_host_name: usize = 256;
+    "limits.host_name" => limits_host_name: usize = 256, 1..=1_048_576;
     /// Default 128 bytes. Longest `mimetype.extension`; Mongrel2 accepts
-    /// only extensions shorter than this (checked at load).
-    "limits.mime_ext_len" => limits_mime_ext_len: usize = 128;
+    /// only extensions shorter than this (checked at load). At least 2, so
+    /// that some extension (`.` and a letter) fits.
+    "limits.mime_ext_len" => limits_mime_ext_len: usize = 128, 2..=1_048_576;
     /// Default 100. Reads allowed to get a proxy back end's response head.
     "limits.proxy_read_retries" => limits_proxy_read_retries: u32 = 100;
     /// Default 10. Proxy read retries after which a warning is logged.
     "limits.proxy_read_retry_warn" => limits_proxy_read_retry_warn: u32 = 10;
     /// Default 256 bytes. Read and logged by Mongrel2 but enforced nowhere.
     "limits.url_path" => limits_url_path: usize = 256;
-    /// Default 10 seconds. Interval of the clock tick and idle-connection
-    /// sweep.
-    "limits.tick_timer" => limits_tick_timer: u64 = 10;
-    /// Default 120 seconds. A connection idle longer fails the ping check.
-    "limits.min_ping" => limits_min_ping: u64 = 120;
+    /// Default 10 seconds. Mongrel2's interval of the clock tick and
+    /// idle-connection sweep; Kennel has per-connection deadlines instead.
+    "limits.tick_timer" => limits_tick_timer: u64 = 10, 0..=31_536_000;
+    /// Default 120 seconds, at most a year. A connection that has sent a
+    /// request to a handler and is idle longer is closed. At least 1:
+    /// Mongrel2 reads 0 as "no ping check", which Kennel does not have, and
+    /// 0 seconds would close every such connection at once.
+    "limits.min_ping" => limits_min_ping: u64 = 120, 1..=31_536_000;
     /// Default 300 bytes/s. A slower reader fails the read-rate check.
     "limits.min_read_rate" => limits_min_read_rate: u64 = 300;
     /// Default 300 bytes/s. A slower writer fails the write-rate check.
@@ -230,23 +318,24 @@ settings! {
     /// process to connect before Kennel answers 503 with `Retry-After`
     /// (Mongrel2 waits forever). Long enough that a restarting handler still
     /// gets the request; `kennel_handler.connect_wait_ms` overrides it per
-    /// handler.
-    "kennel.handler.connect_wait_ms" => kennel_handler_connect_wait_ms: u64 = 5000;
+    /// handler. 0 answers at once; at most a year.
+    "kennel.handler.connect_wait_ms" => kennel_handler_connect_wait_ms: u64 = 5000, 0..=31_536_000_000;
     /// Kennel. Default 1 s. The `Retry-After` value of the 503 sent when no
-    /// handler took a request in time.
-    "kennel.handler.retry_after" => kennel_handler_retry_after: u32 = 1;
+    /// handler took a request in time; at most a year.
+    "kennel.handler.retry_after" => kennel_handler_retry_after: u32 = 1, 0..=31_536_000;
     /// Kennel. Default 10000. ZeroMQ high-water mark of each handler's PUSH
     /// socket (requests queued per connected handler process before the
     /// socket stops accepting more; Kennel then holds them until
-    /// `connect_wait_ms` runs out).
-    "kennel.handler.send_hwm" => kennel_handler_send_hwm: i32 = 10000;
+    /// `connect_wait_ms` runs out). At least 1: ZeroMQ reads 0 as "no
+    /// limit", and every queue is bounded.
+    "kennel.handler.send_hwm" => kennel_handler_send_hwm: i32 = 10000, 1..=2_147_483_647;
     /// Kennel. Default 10000. Requests one handler link holds while no
     /// handler process can take them (none connected, or every one's queue
     /// full); a request beyond it gets `503` with `Retry-After` at once.
     /// Each held request is a copy of its message (at most
     /// `limits.content_length` of body), so this bounds that memory; 10,000
-    /// covers a few seconds of a handler restart at a busy site.
-    "kennel.handler.max_held" => kennel_handler_max_held: usize = 10000;
+    /// covers a few seconds of a handler restart at a busy site. At least 1.
+    "kennel.handler.max_held" => kennel_handler_max_held: usize = 10000, 1..=100_000_000;
     /// Kennel. Default 1. When on, ZeroMQ's I/O threads run under
     /// `SCHED_BATCH`, so waking one to move a message does not preempt the
     /// thread serving connections; messages then leave in batches when
@@ -257,40 +346,49 @@ settings! {
     /// is dropped if it is not draining them (see `kennel.outbox.stall_ms`);
     /// a connection that drains may queue 8 times as much, never more.
     /// Mongrel2 drops any connection with more than 16 queued messages.
-    "kennel.outbox.max_bytes" => kennel_outbox_max_bytes: usize = 4 * 1024 * 1024;
+    /// From 1 byte to 1 GiB (so the 8-fold bound stays far from overflow).
+    "kennel.outbox.max_bytes" => kennel_outbox_max_bytes: usize = 4 * 1024 * 1024, 1..=1_073_741_824;
     /// Kennel. Default 2000 ms. A connection that has written nothing for
-    /// this long is "not draining" its outbox.
-    "kennel.outbox.stall_ms" => kennel_outbox_stall_ms: u64 = 2000;
+    /// this long is "not draining" its outbox. From 1 ms to a year.
+    "kennel.outbox.stall_ms" => kennel_outbox_stall_ms: u64 = 2000, 1..=31_536_000_000;
     /// Kennel. Default 10000 ms. Time allowed to receive a request's whole
     /// head (and body) once its first byte arrived; then 408 and close.
-    "kennel.http.request_timeout_ms" => kennel_http_request_timeout_ms: u64 = 10000;
-    /// Kennel. Default 60000 ms. An idle keep-alive connection that has never
-    /// sent a request to a handler is closed after this long. Connections
-    /// waiting on a handler use `limits.min_ping` instead.
-    "kennel.http.keepalive_timeout_ms" => kennel_http_keepalive_timeout_ms: u64 = 60000;
+    /// From 1 ms to a year.
+    "kennel.http.request_timeout_ms" => kennel_http_request_timeout_ms: u64 = 10000, 1..=31_536_000_000;
+    /// Kennel. Default 60000 ms. An idle keep-alive connection that is owed
+    /// no handler response is closed after this long. Connections waiting
+    /// on a handler use `limits.min_ping` instead. From 1 ms (0
+    /// would close a new connection before it could send) to a year.
+    "kennel.http.keepalive_timeout_ms" => kennel_http_keepalive_timeout_ms: u64 = 60000, 1..=31_536_000_000;
     /// Kennel. Default 16. Responses one connection may owe at once
     /// (pipelined requests read but not yet answered). When it owes this
     /// many, Kennel reads no further requests from it until one is
     /// answered: TCP holds the client back, nothing is refused, and the
-    /// memory a pipelining client can make Kennel hold stays bounded.
-    "kennel.http.max_pipelined" => kennel_http_max_pipelined: usize = 16;
+    /// memory a pipelining client can make Kennel hold stays bounded. At
+    /// least 1 (a connection must be able to owe its one response).
+    "kennel.http.max_pipelined" => kennel_http_max_pipelined: usize = 16, 1..=1024;
     /// Kennel. Default 30000 ms. A write to a client that accepts no byte
     /// for this long drops the client (its task, descriptor and any cached
     /// file are freed). Applies to every write: static files, handler
     /// replies, Kennel's own responses. `limits.min_write_rate` adds a
-    /// minimum rate on top.
-    "kennel.http.write_timeout_ms" => kennel_http_write_timeout_ms: u64 = 30000;
+    /// minimum rate on top. From 1 ms to a year.
+    "kennel.http.write_timeout_ms" => kennel_http_write_timeout_ms: u64 = 30000, 1..=31_536_000_000;
     /// Kennel. Default 5000 ms. After a final response (an error, or a
     /// close), how long Kennel keeps reading and discarding what the client
     /// still sends before it closes (at most 1 MiB), so the client reads the
     /// response instead of a connection reset: nginx's lingering close.
-    "kennel.http.linger_ms" => kennel_http_linger_ms: u64 = 5000;
+    /// From 0 (close at once) to an hour.
+    "kennel.http.linger_ms" => kennel_http_linger_ms: u64 = 5000, 0..=3_600_000;
     /// Kennel. Default 1,000,000. Connections served at once; further
-    /// clients wait in the listen backlog. Bounded by the open-file limit too.
-    "kennel.max_connections" => kennel_max_connections: usize = 1_000_000;
+    /// clients wait in the listen backlog. Bounded by the open-file limit
+    /// too. At least 1 (0 would accept nothing); at most 100,000,000, far
+    /// beyond any open-file limit and within what the connection semaphore
+    /// can count (`tokio::sync::Semaphore::MAX_PERMITS`).
+    "kennel.max_connections" => kennel_max_connections: usize = 1_000_000, 1..=100_000_000;
     /// Kennel. Default 10000 ms. On SIGTERM/SIGINT, how long in-flight
-    /// connections get to finish before the process exits.
-    "kennel.shutdown_grace_ms" => kennel_shutdown_grace_ms: u64 = 10000;
+    /// connections get to finish before the process exits. 0 exits at
+    /// once; at most a year.
+    "kennel.shutdown_grace_ms" => kennel_shutdown_grace_ms: u64 = 10000, 0..=31_536_000_000;
 }
 
 #[cfg(test)]
@@ -301,7 +399,10 @@ mod tests {
     fn defaults_are_mongrel2s() {
         let s = Settings::default();
         assert_eq!(s.control_port, "ipc://run/control");
-        assert_eq!(s.limits_buffer_size, 4096);
+        assert_eq!(
+            s.limits_buffer_size, None,
+            "unset: Kennel's own head limits"
+        );
         assert_eq!(s.limits_content_length, 20480);
         assert_eq!(s.limits_kill_limit, 2);
         assert_eq!(s.upload_temp_store, None);
@@ -317,15 +418,139 @@ mod tests {
     fn every_key_is_settable() {
         for key in Settings::KEYS {
             let mut s = Settings::default();
-            assert_eq!(s.apply(key, "1"), Ok(Applied::Set), "{key}");
+            let value = Settings::range(key).map_or(1, |(min, _)| min.max(1));
+            assert_eq!(s.apply(key, &value.to_string()), Ok(Applied::Set), "{key}");
         }
+    }
+
+    #[test]
+    fn ranges_are_checked_at_both_ends() {
+        let mut s = Settings::default();
+        for (key, value) in [
+            ("kennel.http.request_timeout_ms", "18446744073709551615"),
+            ("kennel.http.request_timeout_ms", "0"),
+            ("kennel.http.request_timeout_ms", "31536000001"),
+            ("kennel.max_connections", "0"),
+            ("kennel.max_connections", "2305843009213693951"),
+            ("limits.buffer_size", "255"),
+            ("limits.min_ping", "0"),
+            ("kennel.handler.send_hwm", "0"),
+        ] {
+            let (min, max) = Settings::range(key).unwrap();
+            assert_eq!(
+                s.apply(key, value),
+                Err(format!(
+                    "{value:?} is out of range for {key} (expected {min} to {max})"
+                ))
+            );
+        }
+        assert_eq!(s, Settings::default(), "a bad value changes nothing");
+        // Past even i128: still out of range, not "not an integer".
+        let huge = "9".repeat(50);
+        assert_eq!(
+            s.apply("kennel.shutdown_grace_ms", &huge),
+            Err(format!(
+                "{huge:?} is out of range for kennel.shutdown_grace_ms (expected 0 to {YEAR_MS})"
+            ))
+        );
+        // Both ends are valid.
+        s.apply("kennel.http.request_timeout_ms", "1").unwrap();
+        s.apply("kennel.shutdown_grace_ms", &YEAR_MS.to_string())
+            .unwrap();
+        assert_eq!(s.kennel_shutdown_grace_ms, YEAR_MS);
+        s.apply("limits.buffer_size", "256").unwrap();
+        assert_eq!(s.limits_buffer_size, Some(256));
+        // A key without a range takes its type's whole range.
+        assert_eq!(Settings::range("limits.content_length"), None);
+        s.apply("limits.content_length", "0").unwrap();
+    }
+
+    #[test]
+    fn both_ends_of_every_range_apply_and_defaults_lie_inside() {
+        let defaults = Settings::default();
+        for key in Settings::KEYS {
+            let Some((min, max)) = Settings::range(key) else {
+                continue;
+            };
+            assert!(min <= max, "{key}");
+            let mut s = Settings::default();
+            for end in [min, max] {
+                s.apply(key, &end.to_string())
+                    .unwrap_or_else(|e| panic!("{key}: {e}"));
+            }
+        }
+        let check = |key: &str, value: i128| {
+            let (min, max) = Settings::range(key).unwrap();
+            assert!((min..=max).contains(&value), "{key}: default {value}");
+        };
+        check("limits.min_ping", defaults.limits_min_ping.into());
+        check(
+            "kennel.http.request_timeout_ms",
+            defaults.kennel_http_request_timeout_ms.into(),
+        );
+        check(
+            "kennel.max_connections",
+            defaults.kennel_max_connections as i128,
+        );
+        check(
+            "kennel.outbox.max_bytes",
+            defaults.kennel_outbox_max_bytes as i128,
+        );
+        check(
+            "kennel.handler.send_hwm",
+            defaults.kennel_handler_send_hwm.into(),
+        );
+    }
+
+    /// Every duration has a maximum of at most a year, so no deadline can
+    /// overflow; every count the server cannot work with at 0 has a
+    /// minimum.
+    #[test]
+    fn durations_have_a_maximum_and_counts_a_minimum() {
+        let seconds = [
+            "limits.tick_timer",
+            "limits.min_ping",
+            "kennel.handler.retry_after",
+        ];
+        for key in Settings::KEYS {
+            let limit = if key.ends_with("_ms") {
+                YEAR_MS
+            } else if seconds.contains(key) {
+                YEAR_SECS
+            } else {
+                continue;
+            };
+            let (_, max) = Settings::range(key).unwrap_or_else(|| panic!("{key}: no range"));
+            assert!(max <= i128::from(limit), "{key}: {max}");
+        }
+        for key in [
+            "limits.buffer_size",
+            "limits.header_count",
+            "limits.handler_targets",
+            "limits.min_ping",
+            "kennel.handler.send_hwm",
+            "kennel.outbox.max_bytes",
+            "kennel.outbox.stall_ms",
+            "kennel.http.request_timeout_ms",
+            "kennel.http.keepalive_timeout_ms",
+            "kennel.max_connections",
+        ] {
+            let (min, _) = Settings::range(key).unwrap_or_else(|| panic!("{key}: no range"));
+            assert!(min >= 1, "{key}");
+        }
+        let (_, max) = Settings::range("kennel.max_connections").unwrap();
+        assert!(max <= tokio::sync::Semaphore::MAX_PERMITS as i128);
+        assert_eq!(
+            Settings::range("kennel.http.request_timeout_ms"),
+            Some((1, i128::from(YEAR_MS)))
+        );
     }
 
     #[test]
     fn integers_parse_and_reject() {
         let mut s = Settings::default();
         assert_eq!(s.apply("limits.buffer_size", "8192"), Ok(Applied::Set));
-        assert_eq!(s.limits_buffer_size, 8192);
+        assert_eq!(s.limits_buffer_size, Some(8192));
         assert_eq!(
             s.apply("limits.buffer_size", "abc"),
             Err(r#""abc" is not an integer for limits.buffer_size"#.to_owned())
@@ -338,7 +563,11 @@ mod tests {
             s.apply("zeromq.threads", "-1"),
             Err(r#""-1" is out of range for zeromq.threads (expected 0 to 4294967295)"#.to_owned())
         );
-        assert_eq!(s.limits_buffer_size, 8192, "a bad value changes nothing");
+        assert_eq!(
+            s.limits_buffer_size,
+            Some(8192),
+            "a bad value changes nothing"
+        );
     }
 
     #[test]

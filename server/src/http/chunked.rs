@@ -7,7 +7,18 @@
 //! trailer section size; chunk extensions are ignored and trailers are read
 //! and discarded. The hex size itself is parsed by
 //! `httparse::parse_chunk_size`. No I/O: the caller reads and calls again.
-//! Bare-LF line ends are accepted, as in the head.
+//!
+//! Every line of a chunked body (chunk-size lines, the CRLF after chunk
+//! data, trailer lines and the last empty line) must end in CRLF, as
+//! RFC 9112 §7.1 writes it: a bare LF is a 400
+//! ([`HttpError::ChunkedLineEnding`], or
+//! [`HttpError::MissingChunkTerminator`] after data) and the connection
+//! closes. A body that one parser reads with bare-LF lines and another
+//! without ends in different places, and what follows the shorter reading
+//! would be taken as a new request (request smuggling); so nothing after a
+//! malformed body is ever parsed. The head still accepts bare LF, as
+//! Mongrel2 does (PROTOCOL.md §1.8): it is delimited the same way whatever
+//! the line ends.
 
 use bytes::{Buf, BytesMut};
 
@@ -19,9 +30,9 @@ use super::HttpError;
 pub const MAX_CHUNK_SIZE_LINE: usize = 4096;
 
 /// The default bound on the trailer section (all trailer lines and the final
-/// empty line): 4 KiB, Mongrel2's `limits.buffer_size` default, the same as
-/// the head's. Trailers are discarded, so this only bounds buffering; 431
-/// beyond it. Set another with [`ChunkedDecoder::with_max_trailers`].
+/// empty line): 4 KiB, Mongrel2's `limits.buffer_size` default. Trailers are
+/// discarded, so this only bounds buffering; 431 beyond it. Set another with
+/// [`ChunkedDecoder::with_max_trailers`].
 pub const DEFAULT_MAX_TRAILERS: usize = 4096;
 
 /// The longest size part (hex digits and whitespace before `;`) handed to
@@ -101,7 +112,8 @@ impl ChunkedDecoder {
                         }
                         return Ok(false);
                     };
-                    let size = chunk_size(&buf[..nl])?;
+                    let line = crlf_line(&buf[..nl])?;
+                    let size = chunk_size(line)?;
                     let total = self.total.checked_add(size);
                     if total.is_none_or(|t| t > self.max_body) {
                         return Err(HttpError::BodyTooLarge {
@@ -132,10 +144,6 @@ impl ChunkedDecoder {
                 }
                 State::DataEnd => match buf.first() {
                     None => return Ok(false),
-                    Some(b'\n') => {
-                        buf.advance(1);
-                        self.state = State::Size;
-                    }
                     Some(b'\r') => match buf.get(1) {
                         None => return Ok(false),
                         Some(b'\n') => {
@@ -157,7 +165,7 @@ impl ChunkedDecoder {
                         }
                         return Ok(false);
                     };
-                    let empty = nl == 0 || (nl == 1 && buf[0] == b'\r');
+                    let empty = crlf_line(&buf[..nl])?.is_empty();
                     buf.advance(nl + 1);
                     self.state = if empty {
                         State::Done
@@ -173,11 +181,16 @@ impl ChunkedDecoder {
     }
 }
 
-/// The size on a chunk-size line (`line` without its LF). Extensions (after
-/// `;`) are ignored; the size part goes to `httparse::parse_chunk_size`
-/// with a CRLF, so bare-LF lines get the same checks.
+/// A line of the body without its CRLF; `line` is everything before the
+/// LF, which must end in CR.
+fn crlf_line(line: &[u8]) -> Result<&[u8], HttpError> {
+    line.strip_suffix(b"\r").ok_or(HttpError::ChunkedLineEnding)
+}
+
+/// The size on a chunk-size line (`line` without its CRLF). Extensions
+/// (after `;`) are ignored; the size part goes to
+/// `httparse::parse_chunk_size` with a CRLF.
 fn chunk_size(line: &[u8]) -> Result<u64, HttpError> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let size_part = match line.iter().position(|&b| b == b';') {
         Some(semi) => &line[..semi],
         None => line,
@@ -265,14 +278,89 @@ mod tests {
         assert_eq!(rest, b"GET /next");
     }
 
+    /// Every line of a body with one bare LF, and the bytes after it.
+    const BARE_LF: &[(&[u8], HttpError)] = &[
+        (b"5\nhello\r\n0\r\n\r\n", HttpError::ChunkedLineEnding),
+        (b"5;ext=1\nhello\r\n0\r\n\r\n", HttpError::ChunkedLineEnding),
+        (b"5\r\nhello\n0\r\n\r\n", HttpError::MissingChunkTerminator),
+        (b"5\r\nhello\r\n0\n\r\n", HttpError::ChunkedLineEnding),
+        (
+            b"5\r\nhello\r\n0\r\nT: 1\n\r\n",
+            HttpError::ChunkedLineEnding,
+        ),
+        (
+            b"5\r\nhello\r\n0\r\nT: 1\r\n\n",
+            HttpError::ChunkedLineEnding,
+        ),
+        (b"5\r\nhello\r\n0\r\n\n", HttpError::ChunkedLineEnding),
+        (b"\n", HttpError::ChunkedLineEnding),
+        (b"5\rx\n", HttpError::ChunkedLineEnding),
+        // The smuggling shape: all bare LF, then a request.
+        (
+            b"5\nhello\n0\n\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+            HttpError::ChunkedLineEnding,
+        ),
+    ];
+
+    /// Feeds `input` split at `at` into two reads and returns the error;
+    /// panics if the body completes.
+    fn error_at_split(input: &[u8], at: usize) -> HttpError {
+        let mut decoder = ChunkedDecoder::new(u64::MAX);
+        let mut out = BytesMut::new();
+        let mut buf = BytesMut::from(&input[..at]);
+        let first = decoder.decode(&mut buf, &mut out);
+        let result = match first {
+            Ok(false) => {
+                buf.extend_from_slice(&input[at..]);
+                decoder.decode(&mut buf, &mut out)
+            }
+            other => other,
+        };
+        match result {
+            Err(e) => e,
+            Ok(done) => panic!(
+                "{:?} split at {at}: accepted (done {done}), decoded {:?}",
+                String::from_utf8_lossy(input),
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+
     #[test]
-    fn bare_lf_is_tolerated_everywhere() {
-        let input = b"3\nabc\n2;x\nde\n0\nT: 1\n\nrest";
-        assert_eq!(
-            decode_all(input, 100).unwrap(),
-            (b"abcde".to_vec(), b"rest".to_vec())
-        );
-        assert_eq!(decode_bytewise(input, 100).unwrap().0, b"abcde");
+    fn a_bare_lf_anywhere_in_the_body_is_400_at_every_split() {
+        for (input, expected) in BARE_LF {
+            for at in 0..=input.len() {
+                assert_eq!(
+                    &error_at_split(input, at),
+                    expected,
+                    "{:?} split at {at}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+            assert_eq!(
+                &decode_bytewise(input, 100).unwrap_err(),
+                expected,
+                "{:?} byte by byte",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(expected.status(), 400);
+        }
+    }
+
+    #[test]
+    fn a_bare_lf_is_refused_as_soon_as_its_line_ends() {
+        // Nothing after the bad line is needed to refuse it.
+        for input in [
+            &b"5\n"[..],
+            b"5\r\nhello\n",
+            b"5\r\nhello\r\n0\n",
+            b"5\r\nhello\r\n0\r\n\n",
+        ] {
+            let mut buf = BytesMut::from(input);
+            assert!(ChunkedDecoder::new(100)
+                .decode(&mut buf, &mut BytesMut::new())
+                .is_err());
+        }
     }
 
     #[test]
@@ -316,7 +404,6 @@ mod tests {
     fn bad_size_lines_are_400() {
         for bad in [
             &b"\r\n"[..],
-            b"\n",
             b"-1\r\n",
             b"+1\r\n",
             b"0x10\r\n",
@@ -324,7 +411,6 @@ mod tests {
             b" 5\r\n",
             b"5 5\r\n",
             b";ext\r\n",
-            b"5\rx\n",
             b"5\r\r\n",
         ] {
             let mut buf = BytesMut::from(bad);
@@ -354,9 +440,9 @@ mod tests {
                 limit: MAX_CHUNK_SIZE_LINE
             }
         );
-        // One byte less, ending in LF, is fine.
-        line.truncate(MAX_CHUNK_SIZE_LINE - 1);
-        line.push(b'\n');
+        // One byte less, ending in CRLF, is fine.
+        line.truncate(MAX_CHUNK_SIZE_LINE - 2);
+        line.extend_from_slice(b"\r\n");
         line.extend_from_slice(b"hello\r\n0\r\n\r\n");
         assert_eq!(decode_all(&line, 100).unwrap().0, b"hello");
         // A line still short of the limit just waits.
@@ -368,7 +454,12 @@ mod tests {
 
     #[test]
     fn data_must_end_in_crlf() {
-        for bad in [&b"3\r\nabcX\r\n"[..], b"3\r\nabc\rX", b"3\r\nabc0\r\n\r\n"] {
+        for bad in [
+            &b"3\r\nabcX\r\n"[..],
+            b"3\r\nabc\rX",
+            b"3\r\nabc0\r\n\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+        ] {
             let mut buf = BytesMut::from(bad);
             let err = ChunkedDecoder::new(100)
                 .decode(&mut buf, &mut BytesMut::new())
@@ -440,10 +531,15 @@ mod tests {
         assert_eq!(decoder.decoded_len(), 0);
     }
 
-    /// Encodes `chunks` with the given extensions and line ends.
-    fn encode(chunks: &[Vec<u8>], lf_only: bool, ext: bool, upper: bool) -> Vec<u8> {
-        let eol: &[u8] = if lf_only { b"\n" } else { b"\r\n" };
+    /// Encodes `chunks` with the given extensions and hex case; returns
+    /// the wire bytes and where each line's CR is.
+    fn encode(chunks: &[Vec<u8>], ext: bool, upper: bool) -> (Vec<u8>, Vec<usize>) {
         let mut wire = Vec::new();
+        let mut crs = Vec::new();
+        let mut eol = |wire: &mut Vec<u8>| {
+            crs.push(wire.len());
+            wire.extend_from_slice(b"\r\n");
+        };
         for chunk in chunks.iter().filter(|c| !c.is_empty()) {
             let size = if upper {
                 format!("{:X}", chunk.len())
@@ -454,18 +550,45 @@ mod tests {
             if ext {
                 wire.extend_from_slice(b";name=\"v\"");
             }
-            wire.extend_from_slice(eol);
+            eol(&mut wire);
             wire.extend_from_slice(chunk);
-            wire.extend_from_slice(eol);
+            eol(&mut wire);
         }
         wire.extend_from_slice(b"0");
-        wire.extend_from_slice(eol);
+        eol(&mut wire);
         if ext {
             wire.extend_from_slice(b"Trailer-Field: 1");
-            wire.extend_from_slice(eol);
+            eol(&mut wire);
         }
-        wire.extend_from_slice(eol);
-        wire
+        eol(&mut wire);
+        (wire, crs)
+    }
+
+    /// Feeds `wire` in reads of the sizes `reads` (cycled): the decoder's
+    /// answer once it is done or fails, the decoded bytes, and what was
+    /// left unconsumed.
+    fn decode_in_reads(
+        wire: &[u8],
+        reads: &[usize],
+        max_body: u64,
+    ) -> (Result<bool, HttpError>, Vec<u8>, Vec<u8>) {
+        let mut decoder = ChunkedDecoder::new(max_body);
+        let mut buf = BytesMut::new();
+        let mut out = BytesMut::new();
+        let mut fed = 0;
+        let mut reads = reads.iter().cycle();
+        let result = loop {
+            let n = (*reads.next().unwrap()).min(wire.len() - fed);
+            buf.extend_from_slice(&wire[fed..fed + n]);
+            fed += n;
+            match decoder.decode(&mut buf, &mut out) {
+                Ok(false) if fed < wire.len() => continue,
+                other => break other,
+            }
+        };
+        let mut rest = buf.to_vec();
+        rest.extend_from_slice(&wire[fed..]);
+        (result, out.to_vec(), rest)
     }
 
     proptest! {
@@ -473,36 +596,34 @@ mod tests {
         fn random_chunks_and_reads_round_trip(
             chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
             reads in proptest::collection::vec(1usize..64, 1..40),
-            lf_only in any::<bool>(),
             ext in any::<bool>(),
             upper in any::<bool>(),
         ) {
-            let wire = encode(&chunks, lf_only, ext, upper);
+            let (mut wire, _) = encode(&chunks, ext, upper);
             let expected: Vec<u8> = chunks.concat();
-            let mut wire_then_next = wire.clone();
-            wire_then_next.extend_from_slice(b"NEXT");
-
-            let mut decoder = ChunkedDecoder::new(expected.len() as u64);
-            let mut buf = BytesMut::new();
-            let mut out = BytesMut::new();
-            let mut fed = 0;
-            let mut reads = reads.iter().cycle();
-            let done = loop {
-                let n = (*reads.next().unwrap()).min(wire_then_next.len() - fed);
-                buf.extend_from_slice(&wire_then_next[fed..fed + n]);
-                fed += n;
-                if decoder.decode(&mut buf, &mut out).unwrap() {
-                    break true;
-                }
-                if fed == wire_then_next.len() {
-                    break false;
-                }
-            };
-            prop_assert!(done);
+            wire.extend_from_slice(b"NEXT");
+            let (result, out, rest) = decode_in_reads(&wire, &reads, expected.len() as u64);
+            prop_assert_eq!(result, Ok(true));
             prop_assert_eq!(&out[..], &expected[..]);
-            let mut rest = buf.to_vec();
-            rest.extend_from_slice(&wire_then_next[fed..]);
             prop_assert_eq!(rest, b"NEXT".to_vec());
+        }
+
+        #[test]
+        fn one_bare_lf_anywhere_is_refused(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..5),
+            reads in proptest::collection::vec(1usize..32, 1..20),
+            ext in any::<bool>(),
+            which in any::<proptest::sample::Index>(),
+        ) {
+            let (mut wire, crs) = encode(&chunks, ext, false);
+            wire.remove(crs[which.index(crs.len())]);
+            wire.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+            let (result, _, _) = decode_in_reads(&wire, &reads, u64::MAX);
+            let error = result.expect_err("a bare LF must be refused");
+            prop_assert!(
+                matches!(error, HttpError::ChunkedLineEnding | HttpError::MissingChunkTerminator),
+                "{:?}", error
+            );
         }
 
         #[test]

@@ -220,21 +220,34 @@ impl fmt::Debug for Head {
 /// `Ok(None)`: need more bytes (nothing consumed). `Ok(Some(head))`: the
 /// head's bytes were split off `buf`; the body, if any, and pipelined
 /// requests stay in `buf`. Leading empty lines before the request line are
-/// skipped (RFC 9112 §2.2) and consumed with the head. As soon as `buf`
-/// holds more than `limits.max_head` bytes without a complete head the
-/// answer is [`HttpError::HeadTooLarge`]; the caller answers any error with
+/// skipped (RFC 9112 §2.2) and consumed with the head.
+///
+/// The size limits are enforced as soon as they are exceeded, without
+/// waiting for the rest: a line (line end included) longer than
+/// `limits.max_line` is [`HttpError::UriTooLong`] (414) if it is the request
+/// line and [`HttpError::HeaderLineTooLarge`] (431) otherwise; more than
+/// `limits.max_head` bytes without a complete head is
+/// [`HttpError::HeadTooLarge`] (431), or 414 if the request line itself is
+/// still not complete. The caller answers any error with
 /// [`super::canned`]`(err.status(), true)` and closes.
 pub fn parse_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, HttpError> {
     let max_head = limits.max_head.min(u32::MAX as usize);
     let window = &buf[..buf.len().min(max_head)];
     let Some(scanned) = scan(window, limits)? else {
+        check_line_lengths(window, limits)?;
         if buf.len() > max_head {
-            return Err(HttpError::HeadTooLarge {
-                limit: limits.max_head,
+            return Err(match request_line(window) {
+                (line, false) if !line.is_empty() => HttpError::UriTooLong {
+                    limit: limits.max_head,
+                },
+                _ => HttpError::HeadTooLarge {
+                    limit: limits.max_head,
+                },
             });
         }
         return Ok(None);
     };
+    check_line_lengths(&window[..scanned.len], limits)?;
     let meaning = interpret(window, &scanned, limits)?;
     let bytes = buf.split_to(scanned.len).freeze();
     Ok(Some(Head {
@@ -317,6 +330,39 @@ fn scan_into<'b>(
         version,
         headers,
     }))
+}
+
+/// Refuses a line of `head` (all of a head, or the start of one) that is
+/// longer than `limits.max_line` with its line end, or that already is
+/// without it: 414 for the request line, 431 for a header line. Stops at
+/// the empty line that ends the head.
+fn check_line_lengths(head: &[u8], limits: &Limits) -> Result<(), HttpError> {
+    let limit = limits.max_line;
+    let start = head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(head.len());
+    let mut rest = &head[start..];
+    let mut request_line = true;
+    while !rest.is_empty() {
+        let (len, line_end) = match rest.iter().position(|&b| b == b'\n') {
+            Some(nl) => (nl + 1, true),
+            None => (rest.len(), false),
+        };
+        if len > limit {
+            return Err(if request_line {
+                HttpError::UriTooLong { limit }
+            } else {
+                HttpError::HeaderLineTooLarge { limit }
+            });
+        }
+        if line_end && !request_line && (len == 1 || (len == 2 && rest[0] == b'\r')) {
+            break; // the empty line: the end of the head
+        }
+        rest = &rest[len..];
+        request_line = false;
+    }
+    Ok(())
 }
 
 /// Bytes of the request line (after leading empty lines), without its line

@@ -31,25 +31,43 @@ pub use date::date;
 pub use head::{parse_head, Head};
 pub use response::{canned, reason, service_unavailable, CONTINUE};
 
-/// Default for [`Limits::max_head`]: Mongrel2's `limits.buffer_size` default
-/// (4096). The whole head must fit; 4 KiB holds any ordinary browser request
-/// and keeps a slow client's unparsed bytes small.
-pub const DEFAULT_MAX_HEAD: usize = 4096;
+use crate::config::Settings;
+
+/// Default for [`Limits::max_head`] when `limits.buffer_size` is not set:
+/// 32 KiB, what nginx accepts in all (`large_client_header_buffers 4 8k`).
+/// Mongrel2's 4 KiB default turns away a browser with a few cookies or a
+/// request with a bearer token (431); 32 KiB holds those and still keeps
+/// a slow client's unparsed bytes small.
+pub const DEFAULT_MAX_HEAD: usize = 32 * 1024;
+
+/// Default for [`Limits::max_line`] when `limits.buffer_size` is not set:
+/// 8 KiB, what nginx accepts for one line (the request line, or one header
+/// line such as a large `Cookie`).
+pub const DEFAULT_MAX_LINE: usize = 8 * 1024;
 
 /// Default for [`Limits::max_headers`]: Mongrel2's `limits.header_count`
 /// default (1280). Mongrel2 counts distinct names; Kennel counts header
 /// lines, which bounds the same memory and is simpler to enforce. With the
-/// default `max_head` of 4 KiB no request can come near it anyway.
+/// default `max_head` of 32 KiB a request comes near it only with header
+/// lines of some 25 bytes on average.
 pub const DEFAULT_MAX_HEADERS: usize = 1280;
 
-/// The request-head limits, taken from the settings.
+/// The request-head limits, taken from the settings
+/// ([`Limits::from_settings`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// `limits.buffer_size`, default [`DEFAULT_MAX_HEAD`] (4096): the whole
-    /// head (leading empty lines, request line, header lines and the final
-    /// empty line) must fit in this many bytes, else 431. Values above
-    /// `u32::MAX` are treated as `u32::MAX` (offsets are stored as `u32`).
+    /// The whole head (leading empty lines, request line, header lines and
+    /// the final empty line) must fit in this many bytes, else 431 (414 if
+    /// not even the request line is complete within it): `limits.buffer_size`
+    /// when set, else [`DEFAULT_MAX_HEAD`] (32 KiB). Values above `u32::MAX`
+    /// are treated as `u32::MAX` (offsets are stored as `u32`).
     pub max_head: usize,
+    /// No line of the head, its line end included, may be longer: a request
+    /// line longer than this is 414, a header line 431 (both refused as
+    /// soon as the line is too long, without waiting for its end).
+    /// `limits.buffer_size` when set (Mongrel2's one buffer bounds both),
+    /// else [`DEFAULT_MAX_LINE`] (8 KiB).
+    pub max_line: usize,
     /// `limits.header_count`, default [`DEFAULT_MAX_HEADERS`] (1280): the
     /// most header lines a head may have, else 431.
     pub max_headers: usize,
@@ -61,23 +79,33 @@ pub struct Limits {
     pub relaxed_uri: bool,
 }
 
-impl Limits {
-    /// The limits the settings ask for.
-    pub fn from_settings(settings: &crate::config::Settings) -> Limits {
-        Limits {
-            max_head: settings.limits_buffer_size,
-            max_headers: settings.limits_header_count,
-            relaxed_uri: settings.request_relaxed,
+impl Default for Limits {
+    /// The limits of a config without any of their settings.
+    fn default() -> Self {
+        Self {
+            max_head: DEFAULT_MAX_HEAD,
+            max_line: DEFAULT_MAX_LINE,
+            max_headers: DEFAULT_MAX_HEADERS,
+            relaxed_uri: false,
         }
     }
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_head: DEFAULT_MAX_HEAD,
-            max_headers: DEFAULT_MAX_HEADERS,
-            relaxed_uri: false,
+impl Limits {
+    /// The limits a server's settings give: `limits.buffer_size` (when set,
+    /// it bounds both the head and each line, as in Mongrel2; when absent,
+    /// [`DEFAULT_MAX_HEAD`] and [`DEFAULT_MAX_LINE`]), `limits.header_count`
+    /// and `request.relaxed`.
+    pub fn from_settings(settings: &Settings) -> Limits {
+        let (max_head, max_line) = match settings.limits_buffer_size {
+            Some(size) => (size, size),
+            None => (DEFAULT_MAX_HEAD, DEFAULT_MAX_LINE),
+        };
+        Limits {
+            max_head,
+            max_line,
+            max_headers: settings.limits_header_count,
+            relaxed_uri: settings.request_relaxed,
         }
     }
 }
@@ -120,6 +148,19 @@ pub enum HttpError {
     /// The head did not fit in `max_head` bytes (431).
     #[error("request head larger than {limit} bytes")]
     HeadTooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The request line is longer than `max_line`, or no complete request
+    /// line fits in `max_head` (414: the request-target is too long).
+    #[error("request line longer than {limit} bytes")]
+    UriTooLong {
+        /// The limit in force (`max_line`, or `max_head`).
+        limit: usize,
+    },
+    /// A header line is longer than `max_line` (431).
+    #[error("header line longer than {limit} bytes")]
+    HeaderLineTooLarge {
         /// The limit in force.
         limit: usize,
     },
@@ -199,9 +240,14 @@ pub enum HttpError {
         /// The limit in force.
         limit: usize,
     },
-    /// Chunk data not followed by CRLF (400).
+    /// Chunk data not followed by CRLF, a bare LF included (400).
     #[error("chunk data not followed by CRLF")]
     MissingChunkTerminator,
+    /// A chunk-size line, trailer line or the last line of a chunked body
+    /// ends in a bare LF, not CRLF (400): refused so that no request can
+    /// hide inside a body that another parser frames differently.
+    #[error("line of a chunked body not ended by CRLF")]
+    ChunkedLineEnding,
     /// The trailer section is larger than the decoder's limit (431).
     #[error("trailer section larger than {limit} bytes")]
     TrailersTooLarge {
@@ -221,8 +267,10 @@ impl HttpError {
     pub fn status(&self) -> u16 {
         match self {
             HttpError::HeadTooLarge { .. }
+            | HttpError::HeaderLineTooLarge { .. }
             | HttpError::TooManyHeaders { .. }
             | HttpError::TrailersTooLarge { .. } => 431,
+            HttpError::UriTooLong { .. } => 414,
             HttpError::BodyTooLarge { .. } => 413,
             HttpError::UnsupportedExpectation => 417,
             HttpError::UnsupportedTransferCoding => 501,
@@ -244,7 +292,8 @@ impl HttpError {
             | HttpError::ChunkedNotFinal
             | HttpError::InvalidChunkSize
             | HttpError::ChunkSizeLineTooLong { .. }
-            | HttpError::MissingChunkTerminator => 400,
+            | HttpError::MissingChunkTerminator
+            | HttpError::ChunkedLineEnding => 400,
         }
     }
 }
@@ -282,11 +331,35 @@ mod tests {
     fn statuses_follow_the_fault() {
         assert_eq!(HttpError::HeadTooLarge { limit: 1 }.status(), 431);
         assert_eq!(HttpError::TooManyHeaders { limit: 1 }.status(), 431);
+        assert_eq!(HttpError::HeaderLineTooLarge { limit: 1 }.status(), 431);
+        assert_eq!(HttpError::UriTooLong { limit: 1 }.status(), 414);
         assert_eq!(HttpError::BodyTooLarge { limit: 1 }.status(), 413);
         assert_eq!(HttpError::UnsupportedExpectation.status(), 417);
         assert_eq!(HttpError::UnsupportedTransferCoding.status(), 501);
         assert_eq!(HttpError::UnsupportedVersion.status(), 505);
         assert_eq!(HttpError::ObsFold.status(), 400);
+    }
+
+    #[test]
+    fn limits_from_settings() {
+        let mut settings = Settings::default();
+        assert_eq!(Limits::from_settings(&settings), Limits::default());
+        assert_eq!(
+            (Limits::default().max_head, Limits::default().max_line),
+            (32 * 1024, 8 * 1024)
+        );
+        settings.limits_buffer_size = Some(4096);
+        settings.limits_header_count = 7;
+        settings.request_relaxed = true;
+        assert_eq!(
+            Limits::from_settings(&settings),
+            Limits {
+                max_head: 4096,
+                max_line: 4096,
+                max_headers: 7,
+                relaxed_uri: true,
+            }
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The differential harness: one site (a config database in a temp dir),
-//! the real Mongrel2 1.12 and the real Kennel serving it in turn, a capture
-//! handler that records the raw request frames each one sends, and the
-//! byte-level normal form the two are compared in.
+//! The differential harness: one site (a config database in a temp dir, of
+//! one of the three kinds in [`databases`]), the real Mongrel2 1.12 and
+//! the real Kennel serving it in turn, a capture handler that records the
+//! raw request frames each one sends, and the byte-level normal form the
+//! two are compared in.
 //!
 //! Owns: building the site, running and stopping both servers (every
 //! process started is killed by PID on drop, also on panic), the capture
@@ -10,6 +11,8 @@
 //! own the verdicts: the test file says what must be equal and which
 //! documented differences are expected.
 
+pub mod databases;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use databases::{DbKind, HandlerRow, HostRows, ServerRow, SiteRows, TargetRow};
 use kennel::config::{self, ServerSelector};
 use kennel::server::Background;
 use kennel_handler::tnetstring::{self, Value};
@@ -90,49 +94,62 @@ pub struct Site {
 }
 
 impl Site {
-    /// Builds the site: `run/` and `logs/` under the temp dir, the server
-    /// row with `chroot = ''` (so the absolute `ipc://` paths mean the same
-    /// to Mongrel2 as to Kennel and the handler; Mongrel2 as root then
-    /// neither chroots nor changes user, and as another user it never
-    /// does), `server.daemonize = 0`, one host and two handler routes.
-    pub fn new() -> Site {
+    /// Builds the site as a database of `kind`: `run/` and `logs/` under
+    /// the temp dir, the server row with `chroot = ''` (so the absolute
+    /// `ipc://` paths mean the same to Mongrel2 as to Kennel and the
+    /// handler; Mongrel2 as root then neither chroots nor changes user, and
+    /// as another user it never does), `server.daemonize = 0`, one host and
+    /// two handler routes.
+    pub fn new(kind: DbKind) -> Site {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         std::fs::create_dir_all(root.join("run")).unwrap();
         std::fs::create_dir_all(root.join("logs")).unwrap();
         let port = free_port();
-        let mut handlers = String::new();
-        let mut routes = String::new();
-        for (id, route) in Route::ALL.iter().enumerate() {
-            let id = id + 1;
-            let (send, recv) = specs(root, *route);
-            let protocol = match route {
-                Route::Json => "json",
-                Route::Tns => "tnetstring",
-            };
-            handlers.push_str(&format!(
-                "INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident, protocol)
-                   VALUES ({id}, '{send}', '{ident}', '{recv}', '', '{protocol}');\n",
-                ident = route.send_ident(),
-            ));
-            routes.push_str(&format!(
-                "INSERT INTO route (path, host_id, target_id, target_type)
-                   VALUES ('{prefix}', 1, {id}, 'handler');\n",
-                prefix = route.prefix(),
-            ));
-        }
         let root_text = root.display();
-        let sql = format!(
-            "INSERT INTO server (id, uuid, name, access_log, error_log, chroot, pid_file, default_host, bind_addr, port)
-               VALUES (1, '{SERVER_UUID}', 'diff', '{root_text}/logs/access.log', '{root_text}/logs/error.log',
-                       '', '{root_text}/run/mongrel2.pid', 'localhost', '127.0.0.1', {port});
-             INSERT INTO host (id, server_id, name, matching) VALUES (1, 1, 'localhost', 'localhost');
-             {handlers}
-             {routes}
-             INSERT INTO setting (key, value) VALUES ('server.daemonize', '0');"
-        );
-        let db = root.join("config.sqlite");
-        config::apply_sql(&db, &sql).expect("config database");
+        let rows = SiteRows {
+            server: ServerRow {
+                uuid: SERVER_UUID.into(),
+                name: "diff".into(),
+                access_log: format!("{root_text}/logs/access.log"),
+                error_log: format!("{root_text}/logs/error.log"),
+                chroot: String::new(),
+                pid_file: format!("{root_text}/run/mongrel2.pid"),
+                default_host: "localhost".into(),
+                bind_addr: "127.0.0.1".into(),
+                port,
+            },
+            hosts: vec![HostRows {
+                name: "localhost".into(),
+                matching: "localhost".into(),
+                routes: Route::ALL
+                    .iter()
+                    .enumerate()
+                    .map(|(i, route)| (route.prefix().to_owned(), TargetRow::Handler(i)))
+                    .collect(),
+            }],
+            handlers: Route::ALL
+                .iter()
+                .map(|&route| {
+                    let (send_spec, recv_spec) = specs(root, route);
+                    HandlerRow {
+                        send_spec,
+                        send_ident: route.send_ident().into(),
+                        recv_spec,
+                        recv_ident: String::new(),
+                        protocol: match route {
+                            Route::Json => "json",
+                            Route::Tns => "tnetstring",
+                        }
+                        .into(),
+                    }
+                })
+                .collect(),
+            dirs: Vec::new(),
+            proxies: Vec::new(),
+            settings: vec![("server.daemonize".into(), "0".into())],
+        };
+        let db = kind.make(&rows, root);
         Site { dir, db, port }
     }
 
@@ -165,12 +182,10 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// Where the `mongrel2` binary is, if it is on `PATH`.
-pub fn find_mongrel2() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("mongrel2"))
-        .find(|p| p.is_file())
+/// Where the `mongrel2` binary is; a panic naming the package to install
+/// if it is not on `PATH`.
+pub fn find_mongrel2() -> PathBuf {
+    databases::find_program("mongrel2")
 }
 
 /// Waits until `addr` accepts a TCP connection, or `alive` says the server

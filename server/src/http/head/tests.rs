@@ -613,11 +613,23 @@ fn keep_alive_rules() {
 fn head_larger_than_max_head_is_431_without_waiting() {
     let small = Limits {
         max_head: 64,
+        max_line: 64,
         ..Limits::default()
     };
-    // 65 bytes of an unfinished head: refused at once.
+    // 65 bytes of an unfinished head: refused at once (414 while the
+    // request line is not complete, else 431).
     let mut input = b"GET /".to_vec();
     input.resize(65, b'a');
+    let mut buf = BytesMut::from(&input[..]);
+    assert_eq!(
+        parse_head(&mut buf, &small),
+        Err(HttpError::UriTooLong { limit: 64 })
+    );
+    let mut input = b"GET / HTTP/1.1\r\nX: a\r\n".to_vec();
+    while input.len() < 65 {
+        input.extend_from_slice(b"X: a\r\n");
+    }
+    input.truncate(65);
     let mut buf = BytesMut::from(&input[..]);
     assert_eq!(
         parse_head(&mut buf, &small),
@@ -639,17 +651,163 @@ fn head_larger_than_max_head_is_431_without_waiting() {
         parse_head(&mut buf, &small),
         Err(HttpError::HeadTooLarge { limit: 64 })
     );
-    // The default: a 5 KB header is refused (Mongrel2 gave 400 here).
-    let big = format!(
-        "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
-        "a".repeat(5000)
-    );
+    // The default: a 5 KB header is fine (Mongrel2's 4 KiB gave 400);
+    // 33 KB of 4 KB headers is 431.
+    let with_headers = |n: usize, len: usize| {
+        let mut head = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+        for i in 0..n {
+            head.push_str(&format!("X-{i:02}: {}\r\n", "a".repeat(len)));
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    };
+    assert_eq!(parse(&with_headers(1, 5000)).unwrap().header_count(), 2);
+    assert_eq!(parse(&with_headers(7, 4000)).unwrap().header_count(), 8);
     assert_eq!(
-        refuse(big.as_bytes(), 431),
-        HttpError::HeadTooLarge { limit: 4096 }
+        refuse(&with_headers(9, 4000), 431),
+        HttpError::HeadTooLarge { limit: 32 * 1024 }
     );
     // Endless empty lines are bounded too.
-    refuse(&[b'\n'; 4097], 431);
+    assert_eq!(
+        refuse(&[b'\n'; 32 * 1024 + 1], 431),
+        HttpError::HeadTooLarge { limit: 32 * 1024 }
+    );
+}
+
+/// A head whose request line has `target_len` bytes of target and whose
+/// one `X` header line (line end included) is `header_line` bytes long.
+fn head_with(target_len: usize, header_line: usize) -> Vec<u8> {
+    let mut head = b"GET /".to_vec();
+    head.resize(4 + target_len, b't');
+    head.extend_from_slice(b" HTTP/1.1\r\nHost: h\r\nX: ");
+    let value = header_line - "X: \r\n".len();
+    head.extend(std::iter::repeat_n(b'v', value));
+    head.extend_from_slice(b"\r\n\r\n");
+    head
+}
+
+/// The error for `input` under `limits`; nothing may be consumed.
+fn refused_under(input: &[u8], limits: &Limits) -> HttpError {
+    let mut buf = BytesMut::from(input);
+    let err = parse_head(&mut buf, limits).expect_err("refused");
+    assert_eq!(buf, input, "an error consumes nothing");
+    err
+}
+
+#[test]
+fn a_line_longer_than_max_line_is_414_for_the_request_line_and_431_for_a_header() {
+    let limits = Limits::default();
+    assert_eq!(limits.max_line, 8192);
+    // "GET " + target + " HTTP/1.1\r\n" = 8192 bytes: the longest request
+    // line; one byte more is 414.
+    let longest_target = 8192 - "GET ".len() - " HTTP/1.1\r\n".len();
+    let fits = head_with(longest_target, 100);
+    assert_eq!(parse(&fits).unwrap().target().len(), longest_target);
+    assert_eq!(
+        refuse(&head_with(longest_target + 1, 100), 414),
+        HttpError::UriTooLong { limit: 8192 }
+    );
+    // A header line of 8192 bytes with its CRLF fits; 8193 is 431.
+    assert_eq!(
+        parse(&head_with(10, 8192))
+            .unwrap()
+            .header("x")
+            .unwrap()
+            .len(),
+        8192 - 5
+    );
+    assert_eq!(
+        refuse(&head_with(10, 8193), 431),
+        HttpError::HeaderLineTooLarge { limit: 8192 }
+    );
+    // A bare LF line end counts as one byte.
+    let lf = String::from_utf8(head_with(10, 8194))
+        .unwrap()
+        .replace("\r\n", "\n");
+    assert_eq!(
+        refuse(lf.as_bytes(), 431),
+        HttpError::HeaderLineTooLarge { limit: 8192 }
+    );
+}
+
+#[test]
+fn too_long_lines_are_refused_at_every_split_without_waiting() {
+    let limits = Limits {
+        max_head: 1024,
+        max_line: 128,
+        ..Limits::default()
+    };
+    for (input, expected) in [
+        (head_with(200, 20), HttpError::UriTooLong { limit: 128 }),
+        (
+            head_with(10, 200),
+            HttpError::HeaderLineTooLarge { limit: 128 },
+        ),
+    ] {
+        // The first `decided` bytes are enough to know.
+        let decided = match expected {
+            HttpError::UriTooLong { .. } => 129,
+            _ => {
+                let header_start = input.windows(2).position(|w| w == b"X:").unwrap();
+                header_start + 129
+            }
+        };
+        for at in 0..=input.len() {
+            let mut buf = BytesMut::from(&input[..at]);
+            let result = parse_head(&mut buf, &limits);
+            if at < decided {
+                assert_eq!(result, Ok(None), "{expected:?} at {at}");
+            } else {
+                assert_eq!(result, Err(expected.clone()), "at {at}");
+                assert_eq!(buf.len(), at, "an error consumes nothing");
+            }
+        }
+    }
+}
+
+#[test]
+fn no_complete_request_line_within_max_head_is_414() {
+    // max_line above max_head: the head limit is what the request line hits.
+    let limits = Limits {
+        max_head: 100,
+        max_line: 1000,
+        ..Limits::default()
+    };
+    let uri_too_long = HttpError::UriTooLong { limit: 100 };
+    assert_eq!(refused_under(&head_with(200, 20), &limits), uri_too_long);
+    // After leading empty lines too.
+    let mut input = b"\r\n\r\n".to_vec();
+    input.extend_from_slice(&head_with(95, 20));
+    assert_eq!(refused_under(&input, &limits), uri_too_long);
+    // A complete request line and too many header bytes: 431.
+    assert_eq!(
+        refused_under(&head_with(10, 200), &limits),
+        HttpError::HeadTooLarge { limit: 100 }
+    );
+}
+
+#[test]
+fn limits_buffer_size_bounds_the_head_and_every_line() {
+    let settings = crate::config::Settings {
+        limits_buffer_size: Some(4096),
+        ..Default::default()
+    };
+    let limits = Limits::from_settings(&settings);
+    assert_eq!(
+        refused_under(&head_with(4200, 20), &limits),
+        HttpError::UriTooLong { limit: 4096 }
+    );
+    // A header line longer than the whole head: 431 (the head limit is hit
+    // first), as is a head of two 3000-byte lines that each fit.
+    let head_too_large = HttpError::HeadTooLarge { limit: 4096 };
+    assert_eq!(refused_under(&head_with(10, 4200), &limits), head_too_large);
+    let mut two = head_with(10, 3000);
+    let second = two.len() - 2;
+    let line = format!("Y: {}\r\n", "w".repeat(2995));
+    two.splice(second..second, line.bytes());
+    assert_eq!(refused_under(&two, &limits), head_too_large);
+    // 3000 bytes of one header: fine with 4096, as in Mongrel2.
+    assert!(parse_with(&head_with(10, 3000), &limits).is_ok());
 }
 
 #[test]
@@ -720,7 +878,8 @@ fn heads_and_errors_cross_threads() {
     assert_eq!(
         Limits::default(),
         Limits {
-            max_head: 4096,
+            max_head: 32 * 1024,
+            max_line: 8 * 1024,
             max_headers: 1280,
             relaxed_uri: false
         }
@@ -737,7 +896,7 @@ fn debug_is_readable() {
 proptest! {
     #[test]
     fn random_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..600)) {
-        let limits = Limits { max_head: 256, max_headers: 8, relaxed_uri: false };
+        let limits = Limits { max_head: 256, max_line: 64, max_headers: 8, relaxed_uri: false };
         let mut buf = BytesMut::from(&input[..]);
         match parse_head(&mut buf, &limits) {
             Ok(Some(head)) => {
@@ -746,7 +905,7 @@ proptest! {
             }
             Ok(None) => prop_assert_eq!(&buf[..], &input[..]),
             Err(e) => {
-                prop_assert!(matches!(e.status(), 400 | 417 | 431 | 501 | 505));
+                prop_assert!(matches!(e.status(), 400 | 414 | 417 | 431 | 501 | 505));
                 prop_assert_eq!(&buf[..], &input[..]);
             }
         }
