@@ -1255,6 +1255,105 @@ mod tests {
 
     const ETAG: &str = "\"6553f100-14\"";
 
+    /// The head as text with its `Date` value replaced by `D`.
+    fn head_without_date(r: &Response) -> String {
+        let date = header(r, "Date").unwrap();
+        head_text(r).replace(date, "D")
+    }
+
+    #[tokio::test]
+    async fn exact_heads_apart_from_the_date() {
+        let mut site = Site::new();
+        site.dir.cache_ttl = 300;
+        let validators = "Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n\
+                          ETag: \"6553f100-14\"\r\nCache-Control: max-age=300\r\n";
+        let r = site.get("/static/a.txt").await;
+        assert_eq!(
+            head_without_date(&r),
+            format!(
+                "HTTP/1.1 200 OK\r\nDate: D\r\nServer: Kennel\r\nContent-Type: text/plain\r\n\
+                 Content-Length: 20\r\n{validators}Accept-Ranges: bytes\r\n\r\n"
+            )
+        );
+        let r = site
+            .respond(&DirRequest {
+                range: Some(b"bytes=2-5"),
+                close: true,
+                ..get()
+            })
+            .await;
+        assert_eq!(
+            head_without_date(&r),
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nDate: D\r\nServer: Kennel\r\n\
+                 Content-Type: text/plain\r\nContent-Length: 4\r\n{validators}\
+                 Accept-Ranges: bytes\r\nContent-Range: bytes 2-5/20\r\n\
+                 Connection: close\r\n\r\n"
+            )
+        );
+        let r = site.respond(&ranged("bytes=0-1,4-4")).await;
+        let ctype = header(&r, "Content-Type").unwrap().to_owned();
+        assert_eq!(
+            head_without_date(&r).replace(&ctype, "T"),
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nDate: D\r\nServer: Kennel\r\n\
+                 Content-Type: T\r\nContent-Length: {}\r\n{validators}\
+                 Accept-Ranges: bytes\r\n\r\n",
+                r.body.len()
+            )
+        );
+        let r = site
+            .respond(&DirRequest {
+                if_none_match: Some(ETAG.as_bytes()),
+                ..get()
+            })
+            .await;
+        assert_eq!(
+            head_without_date(&r),
+            format!("HTTP/1.1 304 Not Modified\r\nDate: D\r\nServer: Kennel\r\n{validators}\r\n")
+        );
+        let short = |status: &str, extra: &str| {
+            format!(
+                "HTTP/1.1 {status}\r\nDate: D\r\nServer: Kennel\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{extra}\r\n",
+                status.len() + 1
+            )
+        };
+        let r = site.get("/static/missing").await;
+        assert_eq!(head_without_date(&r), short("404 Not Found", ""));
+        let r = site.respond(&ranged("bytes=20-")).await;
+        assert_eq!(
+            head_without_date(&r),
+            short("416 Range Not Satisfiable", "Content-Range: bytes */20\r\n")
+        );
+        let r = site
+            .respond(&DirRequest {
+                method: b"POST",
+                ..get()
+            })
+            .await;
+        assert_eq!(
+            head_without_date(&r),
+            short("405 Method Not Allowed", "Allow: GET, HEAD\r\n")
+        );
+        let r = site.get("/static/sub").await;
+        assert_eq!(
+            head_without_date(&r),
+            short("301 Moved Permanently", "Location: /static/sub/\r\n")
+        );
+        let r = site
+            .respond(&DirRequest {
+                if_match: Some(b"\"other\""),
+                close: true,
+                ..get()
+            })
+            .await;
+        assert_eq!(
+            head_without_date(&r),
+            short("412 Precondition Failed", "Connection: close\r\n")
+        );
+    }
+
     #[tokio::test]
     async fn serves_a_file_with_all_headers() {
         let site = Site::new();
