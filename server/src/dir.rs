@@ -36,9 +36,8 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -53,7 +52,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::config::{Dir, MimeTypes};
-use crate::http::reason;
+use crate::http::{reason, ResponseHead};
 
 /// Most ranges honoured in one `Range` header; a request with more gets the
 /// full 200. Default 16: real clients (PDF readers, media players, download
@@ -419,7 +418,7 @@ fn plan_file(
         mtime: entry.mtime,
     };
     let last_modified = &entry.last_modified;
-    let validator_headers = |head: &mut HeadBuilder| {
+    let validator_headers = |head: &mut ResponseHead| {
         head.header("Last-Modified", last_modified);
         head.header("ETag", format_args!("\"{}\"", v.opaque));
         if cache_ttl > 0 {
@@ -429,7 +428,7 @@ fn plan_file(
 
     match precondition(req, &v) {
         Some(Precondition::NotModified) => {
-            let mut head = HeadBuilder::new(304);
+            let mut head = ResponseHead::new(304);
             validator_headers(&mut head);
             return Response {
                 status: 304,
@@ -481,7 +480,7 @@ fn plan_file(
         }
     };
 
-    let mut head = HeadBuilder::new(status);
+    let mut head = ResponseHead::new(status);
     head.header("Content-Type", &content_type);
     head.header("Content-Length", len);
     validator_headers(&mut head);
@@ -934,43 +933,6 @@ impl Default for FileCache {
     }
 }
 
-/// Writes a response head line by line.
-struct HeadBuilder(Vec<u8>);
-
-impl HeadBuilder {
-    /// Starts with the status line, `Date` and `Server`.
-    fn new(status: u16) -> Self {
-        let mut head = Vec::with_capacity(256);
-        let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
-        let mut builder = HeadBuilder(head);
-        builder.header_bytes("Date", &crate::http::date());
-        builder.header("Server", "Kennel");
-        builder
-    }
-
-    /// Adds `name: value`.
-    fn header(&mut self, name: &str, value: impl fmt::Display) {
-        let _ = write!(self.0, "{name}: {value}\r\n");
-    }
-
-    /// Adds `name: value` for a value that may not be UTF-8.
-    fn header_bytes(&mut self, name: &str, value: &[u8]) {
-        self.0.extend_from_slice(name.as_bytes());
-        self.0.extend_from_slice(b": ");
-        self.0.extend_from_slice(value);
-        self.0.extend_from_slice(b"\r\n");
-    }
-
-    /// Adds `Connection: close` if asked and the blank line.
-    fn finish(mut self, close: bool) -> Vec<u8> {
-        if close {
-            self.0.extend_from_slice(b"Connection: close\r\n");
-        }
-        self.0.extend_from_slice(b"\r\n");
-        self.0
-    }
-}
-
 /// The response for a refusal, logged as its cause deserves.
 fn refuse(refusal: Refusal, req: &DirRequest<'_>, head_only: bool) -> Response {
     let path = String::from_utf8_lossy(req.path);
@@ -1014,7 +976,7 @@ fn redirect(req: &DirRequest<'_>, head_only: bool) -> Response {
 /// headers.
 fn short(status: u16, req: &DirRequest<'_>, head_only: bool, extra: &[(&str, &[u8])]) -> Response {
     let text = format!("{status} {}\n", reason(status));
-    let mut head = HeadBuilder::new(status);
+    let mut head = ResponseHead::new(status);
     head.header("Content-Type", "text/plain; charset=utf-8");
     head.header("Content-Length", text.len());
     for (name, value) in extra {

@@ -13,7 +13,8 @@
 //! Layout:
 //! - [`head`]: [`parse_head`] and [`Head`], on top of `httparse`;
 //! - [`chunked`]: [`ChunkedDecoder`], on top of `httparse::parse_chunk_size`;
-//! - [`response`]: [`canned`], [`service_unavailable`], [`CONTINUE`], [`reason`];
+//! - [`response`]: [`ResponseHead`] (the one response-head writer), and
+//!   [`canned`], [`service_unavailable`], [`CONTINUE`], [`reason`];
 //! - [`date`](mod@date): [`date()`], the per-second cached IMF-fixdate.
 //!
 //! Every refusal here is the client's fault: [`HttpError::status`] is a 4xx
@@ -28,7 +29,7 @@ pub mod response;
 pub use chunked::{ChunkedDecoder, DEFAULT_MAX_TRAILERS, MAX_CHUNK_SIZE_LINE};
 pub use date::date;
 pub use head::{parse_head, Head};
-pub use response::{canned, reason, service_unavailable, CONTINUE};
+pub use response::{canned, reason, service_unavailable, ResponseHead, CONTINUE};
 
 /// Default for [`Limits::max_head`]: Mongrel2's `limits.buffer_size` default
 /// (4096). The whole head must fit; 4 KiB holds any ordinary browser request
