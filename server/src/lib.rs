@@ -6,8 +6,10 @@
 //! - [`routing`]: host and route lookup with Mongrel2's semantics.
 //! - [`server`]: the accept loop, connection limit and graceful shutdown.
 //! - [`connection`]: the per-connection task (HTTP in, responses out).
-//! - [`http`]: the HTTP/1.1 request parser, chunked bodies, canned responses.
-//! - [`dir`]: the Dir handler (static files, conditionals, ranges, sendfile).
+//! - [`http`]: HTTP/1.1 without I/O: the request parser, chunked bodies,
+//!   conditional requests, ranges, response heads, canned responses.
+//! - [`dir`]: the Dir handler (static files: path resolution, the file
+//!   cache, the response plan, sendfile).
 //! - [`registry`]: connection ids → outboxes.
 //! - [`bridge`]: the ZeroMQ sockets (requests to handlers, replies back).
 //! - [`sys`]: the two OS calls that need `unsafe` (the only module allowed it).
