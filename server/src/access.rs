@@ -41,14 +41,20 @@ struct Shared {
     dropped: AtomicU64,
 }
 
-/// Closes the log when the last handle goes.
+/// Closes the log when the last handle goes, and waits for the writer's
+/// last flush (a few milliseconds), so a server that stops has written
+/// every line before the process exits.
 #[derive(Debug)]
-struct Handle(Arc<Shared>);
+struct Handle(Arc<Shared>, Mutex<Option<std::thread::JoinHandle<()>>>);
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.0.closed.store(true, Ordering::Release);
         self.0.wake.notify_one();
+        let writer = self.1.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
     }
 }
 
@@ -68,11 +74,11 @@ impl AccessLog {
         let shared = Arc::new(Shared::default());
         let writer = Arc::clone(&shared);
         let path = path.to_owned();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("kennel-access-log".into())
             .spawn(move || write_lines(file, path, writer))?;
         Ok(AccessLog {
-            handle: Arc::new(Handle(shared)),
+            handle: Arc::new(Handle(shared, Mutex::new(Some(thread)))),
         })
     }
 

@@ -9,9 +9,11 @@
 //!   with the connection limit and graceful shutdown.
 //! - [`connection`]: the per-connection task (a transport plus a protocol
 //!   state; requests in, responses out in request order).
-//! - [`http`]: the HTTP/1.1 request parser, chunked bodies, response
-//!   framing, canned responses.
-//! - [`dir`]: the Dir handler (static files, conditionals, ranges, sendfile).
+//! - [`http`]: HTTP/1.1 without I/O: the request parser, chunked bodies,
+//!   response framing, conditional requests, ranges, response heads, canned
+//!   responses.
+//! - [`dir`]: the Dir handler (static files: path resolution, the file
+//!   cache, the response plan, sendfile).
 //! - [`registry`]: connection ids → outboxes.
 //! - [`link`]: handler links (Mongrel2's PUSH/SUB pair, by stable id):
 //!   requests to handlers, replies back into the registry.

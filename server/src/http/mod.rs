@@ -1,5 +1,6 @@
-//! HTTP/1.1 on the request side, without I/O: the request head parser, the
-//! chunked body decoder, canned responses and the cached `Date` value.
+//! HTTP/1.1 without I/O: the request head parser, the chunked body
+//! decoder, conditional requests and byte ranges, response heads, canned
+//! responses and the cached `Date` value.
 //!
 //! This module owns the bytes-to-meaning step of RFC 9112 and Kennel's
 //! decisions about it (PROTOCOL.md, first table, and §1.8): which request
@@ -8,12 +9,20 @@
 //! to do with a body: the connection task reads into a `BytesMut`, calls
 //! [`parse_head`] until it returns a [`Head`], reads the body as
 //! [`Head::body`] says (through a [`ChunkedDecoder`] when chunked), and
-//! answers refusals with [`canned`]`(err.status(), true)`.
+//! answers refusals with [`canned`]`(err.status(), true)`. Targets that
+//! answer requests themselves (the Dir handler, and the proxy to come) take
+//! RFC 9110's conditional requests and ranges from here, and write their
+//! heads with [`ResponseHead`].
 //!
 //! Layout:
 //! - [`head`]: [`parse_head`] and [`Head`], on top of `httparse`;
 //! - [`chunked`]: [`ChunkedDecoder`], on top of `httparse::parse_chunk_size`;
-//! - [`response`]: [`canned`], [`service_unavailable`], [`CONTINUE`], [`reason`];
+//! - [`conditional`]: [`conditional::evaluate`] (RFC 9110 §13.2.2),
+//!   `If-Range`, entity tags and HTTP-dates;
+//! - [`range`]: [`range::plan_ranges`] against a size, `Content-Range` and
+//!   `multipart/byteranges` text;
+//! - [`response`]: [`ResponseHead`] (the one response-head writer), and
+//!   [`canned`], [`service_unavailable`], [`CONTINUE`], [`reason`];
 //! - [`date`](mod@date): [`date()`], the per-second cached IMF-fixdate.
 //!
 //! Every refusal here is the client's fault: [`HttpError::status`] is a 4xx
@@ -21,15 +30,17 @@
 //! caller logs it at debug level.
 
 pub mod chunked;
+pub mod conditional;
 pub mod date;
 pub mod framing;
 pub mod head;
+pub mod range;
 pub mod response;
 
 pub use chunked::{ChunkedDecoder, DEFAULT_MAX_TRAILERS, MAX_CHUNK_SIZE_LINE};
 pub use date::date;
 pub use head::{parse_head, Head};
-pub use response::{canned, reason, service_unavailable, CONTINUE};
+pub use response::{canned, reason, service_unavailable, ResponseHead, CONTINUE};
 
 use crate::config::Settings;
 

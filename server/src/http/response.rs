@@ -1,6 +1,12 @@
-//! Responses Kennel writes itself when no handler, directory or proxy
-//! answers: refusals (400, 404, 413, 431, ...), `503` with `Retry-After`,
-//! and the interim `100 Continue`.
+//! Response heads, and the responses Kennel writes itself when no handler,
+//! directory or proxy answers: refusals (400, 404, 413, 431, ...), `503`
+//! with `Retry-After`, and the interim `100 Continue`.
+//!
+//! Owns [`ResponseHead`], the one writer of an HTTP/1.1 response head
+//! (status line, `Date`, `Server: Kennel`, the caller's headers,
+//! `Connection: close` when asked, the blank line), used here and by the
+//! Dir handler ([`crate::dir`]); the proxy is to use it too. Does not own
+//! what goes in a head (each caller picks its headers) or writing it out.
 //!
 //! Each canned response is complete HTTP/1.1: status line, `Content-Type:
 //! text/plain`, `Content-Length`, `Date`, `Server: Kennel`, `Connection:
@@ -9,9 +15,10 @@
 //! reads these bytes, so Kennel names itself. Responses to which RFC 9110
 //! forbids a body (1xx, 204, 304) get neither body nor `Content-Length`.
 
+use std::fmt;
 use std::io::Write;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::date::date;
 
@@ -43,38 +50,95 @@ fn build(status: u16, close: bool, retry_after: Option<u32>) -> Bytes {
     };
     let reason = reason(status);
     let bodiless = status < 200 || status == 204 || status == 304;
-    let mut out = BytesMut::with_capacity(192).writer();
-    // Writing into a BytesMut cannot fail.
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    // Canned responses keep their historical order: the body's headers
+    // before `Date` and `Server`.
+    let mut head = ResponseHead::status_line(status);
     if !bodiless {
         let body_len = if reason.is_empty() {
             4
         } else {
             5 + reason.len()
         };
-        let _ = write!(
-            out,
-            "Content-Type: text/plain\r\nContent-Length: {body_len}\r\n"
-        );
+        head.header("Content-Type", "text/plain");
+        head.header("Content-Length", body_len);
     }
-    let _ = out.write_all(b"Date: ");
-    let _ = out.write_all(&date());
-    let _ = write!(out, "\r\nServer: {SERVER}\r\n");
+    head.date_and_server();
     if let Some(secs) = retry_after {
-        let _ = write!(out, "Retry-After: {secs}\r\n");
+        head.header("Retry-After", secs);
     }
-    if close {
-        let _ = out.write_all(b"Connection: close\r\n");
-    }
-    let _ = out.write_all(b"\r\n");
+    let mut out = head.finish(close);
     if !bodiless {
+        // Writing into a Vec cannot fail.
         if reason.is_empty() {
             let _ = writeln!(out, "{status}");
         } else {
             let _ = writeln!(out, "{status} {reason}");
         }
     }
-    out.into_inner().freeze()
+    Bytes::from(out)
+}
+
+/// Bytes reserved for a response head before it is written: 256, room for
+/// a status line and the ten or so headers of a file response (about 230
+/// bytes with a long `Content-Type`) or a canned response with its body,
+/// so that a head is one allocation.
+const HEAD_CAPACITY: usize = 256;
+
+/// An HTTP/1.1 response head being written: [`ResponseHead::new`] writes
+/// the status line, `Date` and `Server`; [`header`](ResponseHead::header)
+/// adds a line; [`finish`](ResponseHead::finish) adds `Connection: close`
+/// when asked and the blank line, and hands over the bytes.
+///
+/// Names and values are written as given: callers pass names and values
+/// that are valid on the wire (no CR, LF or other control bytes).
+#[derive(Debug)]
+pub struct ResponseHead(Vec<u8>);
+
+impl ResponseHead {
+    /// A head with the status line for `status` (and its [`reason`]),
+    /// then `Date` (the cached [`date()`]) and `Server: Kennel`.
+    pub fn new(status: u16) -> ResponseHead {
+        let mut head = ResponseHead::status_line(status);
+        head.date_and_server();
+        head
+    }
+
+    /// A head with only the status line.
+    fn status_line(status: u16) -> ResponseHead {
+        let mut head = Vec::with_capacity(HEAD_CAPACITY);
+        // Writing into a Vec cannot fail.
+        let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
+        ResponseHead(head)
+    }
+
+    /// Adds `Date` and `Server`.
+    fn date_and_server(&mut self) {
+        self.header_bytes("Date", &date());
+        self.header("Server", SERVER);
+    }
+
+    /// Adds `name: value`.
+    pub fn header(&mut self, name: &str, value: impl fmt::Display) {
+        let _ = write!(self.0, "{name}: {value}\r\n");
+    }
+
+    /// Adds `name: value` for a value that may not be UTF-8.
+    pub fn header_bytes(&mut self, name: &str, value: &[u8]) {
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b": ");
+        self.0.extend_from_slice(value);
+        self.0.extend_from_slice(b"\r\n");
+    }
+
+    /// Adds `Connection: close` if `close`, then the blank line that ends
+    /// the head, and returns the bytes.
+    pub fn finish(mut self, close: bool) -> Vec<u8> {
+        if close {
+            self.0.extend_from_slice(b"Connection: close\r\n");
+        }
+        self.0.extend_from_slice(b"\r\n");
+        self.0
+    }
 }
 
 /// The standard reason phrase for `status` (`""` if it has none): the
@@ -150,6 +214,28 @@ mod tests {
             "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\
              Date: D\r\nServer: Kennel\r\nConnection: close\r\n\r\n404 Not Found\n"
         );
+    }
+
+    #[test]
+    fn response_head_exact_bytes_apart_from_the_date() {
+        let mut head = ResponseHead::new(206);
+        head.header("Content-Length", 4);
+        head.header_bytes("Location", b"/d\xc3\xbc/");
+        let bytes = head.finish(true);
+        let text = String::from_utf8(bytes).unwrap();
+        let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+        assert_eq!(
+            text.replace(date, "D"),
+            "HTTP/1.1 206 Partial Content\r\nDate: D\r\nServer: Kennel\r\n\
+             Content-Length: 4\r\nLocation: /d\u{fc}/\r\nConnection: close\r\n\r\n"
+        );
+        let bytes = ResponseHead::new(599).finish(false);
+        assert!(
+            bytes.starts_with(b"HTTP/1.1 599 \r\nDate: "),
+            "empty reason"
+        );
+        assert!(bytes.ends_with(b"\r\nServer: Kennel\r\n\r\n"));
     }
 
     #[test]
