@@ -511,8 +511,8 @@ fn settings_out_of_their_range() {
          kennel.max_connections (expected 1 to 100000000)"
     );
     assert_eq!(
-        setting("limits.min_ping", "0"),
-        "setting 4: column value: \"0\" is out of range for limits.min_ping (expected 1 to 31536000)"
+        setting("limits.min_ping", "31536001"),
+        "setting 4: column value: \"31536001\" is out of range for limits.min_ping (expected 0 to 31536000)"
     );
     assert_eq!(
         setting("limits.buffer_size", "100"),

@@ -57,7 +57,9 @@ fn pipelined_responses_leave_in_request_order() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     // The first response in three pieces, the head split in two.
-    handler.reply(&slow, b"HTTP/1.1 200 OK\r\nContent-Le").unwrap();
+    handler
+        .reply(&slow, b"HTTP/1.1 200 OK\r\nContent-Le")
+        .unwrap();
     handler.reply(&slow, b"ngth: 6\r\n\r\nsl").unwrap();
     handler.reply(&slow, b"ow!!").unwrap();
     // The next handler response arrives before its turn; it waits.
@@ -90,33 +92,50 @@ fn pipelined_responses_leave_in_request_order() {
     server.stop();
 }
 
+/// Sends `request` in pieces (so a refusal is written while more is still
+/// coming), then reads to the end: the response must arrive whole, then
+/// EOF, never a reset.
+fn refused_while_sending(server: &TestServer, request: &[u8]) -> String {
+    let mut client = server.client();
+    for piece in request.chunks(2048) {
+        if client.stream.write_all(piece).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut response = Vec::new();
+    let read = client.stream.read_to_end(&mut response);
+    assert!(read.is_ok(), "{read:?} after {:?}", text(&response));
+    let response = text(&response);
+    assert!(response.contains("Connection: close\r\n"), "{response}");
+    response
+}
+
+fn with_header(size: usize) -> Vec<u8> {
+    let mut request = b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
+    request.resize(request.len() + size, b'a');
+    request.extend_from_slice(b"\r\n\r\n");
+    request
+}
+
 /// A refusal written while the client is still sending is read by the
 /// client, not lost to a reset: Kennel lingers before it closes.
 #[test]
 fn refusals_reach_a_client_that_is_still_sending() {
+    let server = TestServer::start();
+    let response = refused_while_sending(&server, &with_header(64 * 1024));
+    assert!(response.starts_with("HTTP/1.1 431 "), "{response}");
+    let mut long_target = b"GET /static/".to_vec();
+    long_target.resize(100_000, b'x');
+    long_target.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let response = refused_while_sending(&server, &long_target);
+    assert!(response.starts_with("HTTP/1.1 414 "), "{response}");
+    server.stop();
+
+    // Mongrel2's 4 KiB, set explicitly: an 8 KiB header is refused too.
     let server = with_settings(&[("limits.buffer_size", "4096")]);
-    for (what, size) in [("8 KiB", 8 * 1024), ("64 KiB", 64 * 1024)] {
-        let mut client = server.client();
-        let mut request = b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
-        request.resize(request.len() + size, b'a');
-        request.extend_from_slice(b"\r\n\r\n");
-        // Sent in pieces, so the refusal is written while more is coming.
-        for piece in request.chunks(2048) {
-            if client.stream.write_all(piece).is_err() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let mut response = Vec::new();
-        let read = client.stream.read_to_end(&mut response);
-        assert!(read.is_ok(), "{what}: {read:?} after {:?}", text(&response));
-        let response = text(&response);
-        assert!(
-            response.starts_with("HTTP/1.1 431 "),
-            "{what}: {response}"
-        );
-        assert!(response.contains("Connection: close\r\n"), "{what}: {response}");
-    }
+    let response = refused_while_sending(&server, &with_header(8 * 1024));
+    assert!(response.starts_with("HTTP/1.1 431 "), "{response}");
     server.stop();
 }
 
@@ -150,7 +169,11 @@ fn one_large_reply_reaches_a_slow_but_steady_reader() {
     assert_eq!(got.len(), reply.len());
     assert!(got[head_len..] == reply[head_len..]);
     assert_eq!(
-        server.server().counters().outbox_overflows.load(Ordering::Relaxed),
+        server
+            .server()
+            .counters()
+            .outbox_overflows
+            .load(Ordering::Relaxed),
         0
     );
     server.stop();
@@ -240,7 +263,11 @@ fn a_client_below_the_minimum_write_rate_is_dropped() {
     let head = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(response.len() - head, 32 << 20);
     assert_eq!(
-        server.server().counters().write_timeouts.load(Ordering::Relaxed),
+        server
+            .server()
+            .counters()
+            .write_timeouts
+            .load(Ordering::Relaxed),
         1,
         "the fast reader was dropped too"
     );

@@ -262,11 +262,11 @@ settings! {
     /// Default 10 seconds. Mongrel2's interval of the clock tick and
     /// idle-connection sweep; Kennel has per-connection deadlines instead.
     "limits.tick_timer" => limits_tick_timer: u64 = 10, 0..=31_536_000;
-    /// Default 120 seconds, at most a year. A connection that has sent a
-    /// request to a handler and is idle longer is closed. At least 1:
-    /// Mongrel2 reads 0 as "no ping check", which Kennel does not have, and
-    /// 0 seconds would close every such connection at once.
-    "limits.min_ping" => limits_min_ping: u64 = 120, 1..=31_536_000;
+    /// Default 120 seconds, at most a year. A connection that is owed a
+    /// handler's response and is idle longer (no request, no reply byte, no
+    /// `ctl keep-alive`) is closed. 0 turns the check off, as in Mongrel2
+    /// (whose WebSocket example sets it so).
+    "limits.min_ping" => limits_min_ping: u64 = 120, 0..=31_536_000;
     /// Default 300 bytes/s. A slower reader fails the read-rate check.
     "limits.min_read_rate" => limits_min_read_rate: u64 = 300;
     /// Default 300 bytes/s. A slower writer fails the write-rate check.
@@ -433,7 +433,7 @@ mod tests {
             ("kennel.max_connections", "0"),
             ("kennel.max_connections", "2305843009213693951"),
             ("limits.buffer_size", "255"),
-            ("limits.min_ping", "0"),
+            ("limits.min_ping", "31536001"),
             ("kennel.handler.send_hwm", "0"),
         ] {
             let (min, max) = Settings::range(key).unwrap();
@@ -527,8 +527,10 @@ mod tests {
             "limits.buffer_size",
             "limits.header_count",
             "limits.handler_targets",
-            "limits.min_ping",
             "kennel.handler.send_hwm",
+            "kennel.handler.max_held",
+            "kennel.http.max_pipelined",
+            "kennel.http.write_timeout_ms",
             "kennel.outbox.max_bytes",
             "kennel.outbox.stall_ms",
             "kennel.http.request_timeout_ms",

@@ -397,7 +397,11 @@ impl Connection {
         let active = self.server.current();
         let settings = &active.snapshot.settings;
         let idle = if self.responses.awaits_handler() {
-            Duration::from_secs(settings.limits_min_ping)
+            match settings.limits_min_ping {
+                // Off, as in Mongrel2: a year is as good as never.
+                0 => Duration::from_secs(365 * 24 * 3600),
+                secs => Duration::from_secs(secs),
+            }
         } else {
             Duration::from_millis(settings.kennel_http_keepalive_timeout_ms)
         };
