@@ -145,6 +145,15 @@ impl Server {
         self.current.load_full()
     }
 
+    /// Makes `active` the current config if it is not already: a pointer
+    /// comparison on the hot path, a reference count only after a reload.
+    pub fn refresh(&self, active: &mut Arc<Active>) {
+        let current = self.current.load();
+        if !Arc::ptr_eq(&current, active) {
+            *active = arc_swap::Guard::into_inner(current);
+        }
+    }
+
     /// Connection ids → outboxes.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry

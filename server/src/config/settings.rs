@@ -379,6 +379,12 @@ settings! {
     /// response instead of a connection reset: nginx's lingering close.
     /// From 0 (close at once) to an hour.
     "kennel.http.linger_ms" => kennel_http_linger_ms: u64 = 5000, 0..=3_600_000;
+    /// Kennel. Default 1 MiB. The largest WebSocket message a client may
+    /// send (summed over its fragments); a larger one closes the connection
+    /// with status 1009 (Message Too Big). Mongrel2 has no limit, so one
+    /// client could make it buffer any amount; 1 MiB is far above chat,
+    /// JSON or streaming-chunk messages. From 1 byte to 1 GiB.
+    "kennel.websocket.max_message_bytes" => kennel_websocket_max_message_bytes: usize = 1024 * 1024, 1..=1_073_741_824;
     /// Kennel. Default 1,000,000. Connections served at once; further
     /// clients wait in the listen backlog. Bounded by the open-file limit
     /// too. At least 1 (0 would accept nothing); at most 100,000,000, far
@@ -411,7 +417,7 @@ mod tests {
         assert!(!s.upload_stream);
         assert_eq!(s.kennel_handler_connect_wait_ms, 5000);
         assert!(s.kennel_zeromq_batch_scheduling);
-        assert_eq!(Settings::KEYS.len(), 52);
+        assert_eq!(Settings::KEYS.len(), 53);
     }
 
     #[test]

@@ -38,6 +38,7 @@
 
 mod responses;
 mod transport;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +80,11 @@ enum Phase {
     /// A last response is queued (an error, `Connection: close`): no more
     /// requests are read.
     Finishing,
+    /// A WebSocket upgrade went to the handler; waiting for its `101`.
+    /// Nothing the client sends is read as a request meanwhile.
+    Upgrading(Box<websocket::WebSocket>),
+    /// WebSocket frames: each message goes to the handler.
+    WebSocket(Box<websocket::WebSocket>),
 }
 
 /// How a connection ends.
@@ -248,19 +254,11 @@ pub async fn serve(
     Counters::bump(&counters.connections_accepted);
     Counters::bump(&counters.connections_open);
     let active = server.current();
-    let settings = &active.snapshot.settings;
-    let write_deadline = WriteDeadline {
-        stall: Duration::from_millis(settings.kennel_http_write_timeout_ms),
-        window: Duration::from_secs(settings.limits_tick_timer.max(1)),
-        min_bytes: settings
-            .limits_min_write_rate
-            .saturating_mul(settings.limits_tick_timer.max(1)),
-    };
-    drop(active);
     let mut conn = Connection {
         transport: Transport::Plain(stream),
         peer,
         server,
+        active,
         buf: BytesMut::new(),
         phase: Phase::Http { started: None },
         responses: Responses::default(),
@@ -268,7 +266,6 @@ pub async fn serve(
         items: std::collections::VecDeque::new(),
         links: LinksUsed::None,
         idle_deadline: Instant::now(),
-        write_deadline,
         shutdown,
     };
     conn.touch();
@@ -282,6 +279,9 @@ struct Connection {
     transport: Transport,
     peer: SocketAddr,
     server: Arc<Server>,
+    /// The config the current request is served from (refreshed per
+    /// request, so a reload applies from the next one).
+    active: Arc<Active>,
     buf: BytesMut,
     phase: Phase,
     responses: Responses,
@@ -292,11 +292,21 @@ struct Connection {
     links: LinksUsed,
     /// When an idle connection (or one waiting for a handler) is closed.
     idle_deadline: Instant,
-    write_deadline: WriteDeadline,
     shutdown: CancellationToken,
 }
 
 impl Connection {
+    /// The write deadline the settings ask for.
+    fn write_deadline(&self) -> WriteDeadline {
+        let settings = &self.active.snapshot.settings;
+        let tick = settings.limits_tick_timer.max(1);
+        WriteDeadline {
+            stall: Duration::from_millis(settings.kennel_http_write_timeout_ms),
+            window: Duration::from_secs(tick),
+            min_bytes: settings.limits_min_write_rate.saturating_mul(tick),
+        }
+    }
+
     async fn run(&mut self) -> End {
         loop {
             // Boxed: writing a response (files, handler streams) is a large
@@ -309,9 +319,16 @@ impl Connection {
                     return e.end();
                 }
             }
+            if matches!(self.phase, Phase::WebSocket(_)) && !self.buf.is_empty() {
+                match Box::pin(self.read_frames()).await {
+                    Ok(None) => {}
+                    Ok(Some(end)) => return end,
+                    Err(e) => return e.end(),
+                }
+            }
             if self.may_parse() {
-                let limits = self.server.current().limits.clone();
-                match http::parse_head(&mut self.buf, &limits) {
+                self.server.refresh(&mut self.active);
+                match http::parse_head(&mut self.buf, &self.active.limits) {
                     Ok(Some(head)) => {
                         // Boxed for the same reason: routing, files, bodies.
                         if let Err(e) = Box::pin(self.handle(head)).await {
@@ -347,12 +364,7 @@ impl Connection {
 
     /// Whether the buffer may be parsed for another request now.
     fn may_parse(&self) -> bool {
-        let max = self
-            .server
-            .current()
-            .snapshot
-            .settings
-            .kennel_http_max_pipelined;
+        let max = self.active.snapshot.settings.kennel_http_max_pipelined;
         matches!(self.phase, Phase::Http { .. })
             && !self.buf.is_empty()
             && self.responses.len() < max
@@ -364,12 +376,14 @@ impl Connection {
     fn may_read(&self) -> bool {
         match self.phase {
             Phase::Http { .. } => {
-                let active = self.server.current();
                 let full =
-                    self.responses.len() >= active.snapshot.settings.kennel_http_max_pipelined;
-                !full || self.buf.len() < active.limits.max_head
+                    self.responses.len() >= self.active.snapshot.settings.kennel_http_max_pipelined;
+                !full || self.buf.len() < self.active.limits.max_head
             }
             Phase::Finishing => false,
+            // Frames a client sends before the 101 wait, within bounds.
+            Phase::Upgrading(_) => self.buf.len() < self.active.limits.max_head,
+            Phase::WebSocket(_) => true,
         }
     }
 
@@ -394,8 +408,7 @@ impl Connection {
     /// Resets the idle timer: `limits.min_ping` while a handler owes a
     /// response (long polls), the keep-alive timeout otherwise.
     fn touch(&mut self) {
-        let active = self.server.current();
-        let settings = &active.snapshot.settings;
+        let settings = &self.active.snapshot.settings;
         let idle = if self.responses.awaits_handler() {
             match settings.limits_min_ping {
                 // Off, as in Mongrel2: a year is as good as never.
@@ -414,12 +427,7 @@ impl Connection {
             Phase::Http {
                 started: Some(started),
             } => {
-                let ms = self
-                    .server
-                    .current()
-                    .snapshot
-                    .settings
-                    .kennel_http_request_timeout_ms;
+                let ms = self.active.snapshot.settings.kennel_http_request_timeout_ms;
                 started + Duration::from_millis(ms)
             }
             _ => self.idle_deadline,
@@ -542,12 +550,7 @@ impl Connection {
         if head.expects_continue() {
             return Ok(false);
         }
-        let max = self
-            .server
-            .current()
-            .snapshot
-            .settings
-            .limits_content_length;
+        let max = self.active.snapshot.settings.limits_content_length;
         match self.read_body(head.body(), max).await {
             Ok(_) => Ok(true),
             Err(ReadError::Io(e)) => Err(e.into()),
@@ -561,7 +564,7 @@ impl Connection {
         if let Phase::Http { started } = &mut self.phase {
             *started = None;
         }
-        let active = self.server.current();
+        let active = Arc::clone(&self.active);
         let snapshot = &active.snapshot;
         let host_index = head
             .host()
@@ -639,7 +642,7 @@ impl Connection {
         };
         let outbox = self.register();
         let link = &active.links[handler];
-        let handoff = link.dispatch(&LinkRequest {
+        let request = LinkRequest {
             head,
             pattern,
             body: &body,
@@ -649,8 +652,17 @@ impl Connection {
             clobber_forwarded_for: !settings.no_clobber_xff,
             method: None,
             extra: &[],
-        });
+        };
         self.links.add(link);
+        let handoff = if websocket::is_upgrade(head) {
+            if self.start_websocket(head, link, pattern, request) {
+                Handoff::Sent
+            } else {
+                Handoff::Refused(crate::link::Refusal::QueueFull)
+            }
+        } else {
+            link.dispatch(&request)
+        };
         match handoff {
             Handoff::Sent | Handoff::Held => self.responses.push(Owed::handler(head.method())),
             Handoff::Refused(why) => {
@@ -743,6 +755,9 @@ impl Connection {
                     return Ok(Some(End::Abort { cancelled: false }));
                 }
                 Outgoing::KeepAlive => self.touch(),
+                Outgoing::Unavailable if matches!(self.phase, Phase::WebSocket(_)) => {
+                    return self.websocket_unavailable().await;
+                }
                 Outgoing::Unavailable => self.handler_unavailable().await?,
             }
         }
@@ -772,12 +787,7 @@ impl Connection {
         }
         self.responses.pop();
         Counters::bump(&self.server.counters().handler_unavailable);
-        let retry = self
-            .server
-            .current()
-            .snapshot
-            .settings
-            .kennel_handler_retry_after;
+        let retry = self.active.snapshot.settings.kennel_handler_retry_after;
         self.write_all(&http::service_unavailable(retry, false))
             .await?;
         self.touch();
@@ -800,8 +810,13 @@ impl Connection {
             };
             let (n, outcome) = scanner.scan(&bytes);
             let part = bytes.split_to(n);
-            if matches!(outcome, Some(Outcome::Complete { .. })) {
-                self.responses.pop();
+            match outcome {
+                Some(Outcome::Complete { .. }) => {
+                    self.responses.pop();
+                    self.websocket_refused();
+                }
+                Some(Outcome::Upgraded) => self.websocket_accepted(),
+                Some(Outcome::UntilClose { .. }) | None => {}
             }
             self.write_all_bytes(part).await?;
             self.touch();
@@ -851,7 +866,7 @@ impl Connection {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "file offset too large")
         })?;
         let mut remaining = len;
-        let mut progress = Progress::start(self.write_deadline);
+        let mut progress = Progress::start(self.write_deadline());
         while remaining > 0 {
             let Some(stream) = self.transport.tcp() else {
                 unreachable!("every transport is plain TCP so far");
@@ -922,7 +937,7 @@ impl Connection {
     /// deadline, watching the outbox so a cancel or an overflow stops even
     /// a blocked write.
     async fn write_pair(&mut self, mut first: &[u8], mut second: &[u8]) -> Result<(), ConnError> {
-        let mut progress = Progress::start(self.write_deadline);
+        let mut progress = Progress::start(self.write_deadline());
         let outbox = self.outbox.clone();
         while !first.is_empty() || !second.is_empty() {
             if let Some(reason) = outbox.as_ref().and_then(|o| o.aborted()) {
@@ -988,19 +1003,22 @@ impl Connection {
                     let _ = self.write_local(response).await;
                 }
             }
-            self.linger().await;
         }
         self.responses.clear();
-        counters_closed(&self.server);
-        let Some(outbox) = self.outbox.take() else {
-            return;
-        };
-        self.server.registry().unregister(outbox.id());
-        if end != (End::Abort { cancelled: true }) {
-            for link in self.links.as_slice() {
-                link.disconnect(outbox.id());
+        // Handlers hear at once, not after the linger: for them the
+        // connection is over.
+        if let Some(outbox) = self.outbox.take() {
+            self.server.registry().unregister(outbox.id());
+            if end != (End::Abort { cancelled: true }) {
+                for link in self.links.as_slice() {
+                    link.disconnect(outbox.id());
+                }
             }
         }
+        if end == End::Linger {
+            self.linger().await;
+        }
+        counters_closed(&self.server);
     }
 
     /// nginx's lingering close: shut the write side down, then read and
@@ -1011,12 +1029,7 @@ impl Connection {
         if self.transport.shutdown().await.is_err() {
             return;
         }
-        let ms = self
-            .server
-            .current()
-            .snapshot
-            .settings
-            .kennel_http_linger_ms;
+        let ms = self.active.snapshot.settings.kennel_http_linger_ms;
         let deadline = Instant::now() + Duration::from_millis(ms);
         let mut discarded = self.buf.len();
         self.buf.clear();

@@ -198,6 +198,17 @@ impl Head {
     pub fn as_bytes(&self) -> &Bytes {
         &self.bytes
     }
+
+    /// The same head in an allocation of its own. A head is split off the
+    /// connection's read buffer without a copy, so keeping it after its
+    /// request (a WebSocket's upgrade head, kept for every message) would
+    /// keep that whole buffer alive; this copies just the head's bytes.
+    pub fn detached(&self) -> Head {
+        Head {
+            bytes: Bytes::copy_from_slice(&self.bytes),
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Debug for Head {
