@@ -92,17 +92,15 @@ fn pipelined_responses_leave_in_request_order() {
     server.stop();
 }
 
-/// Sends `request` in pieces (so a refusal is written while more is still
-/// coming), then reads to the end: the response must arrive whole, then
-/// EOF, never a reset.
+/// Sends `request` (a refused head, then a body the server will not read)
+/// in one blocking write, then reads: both must succeed (no reset on the
+/// way in or out), and the response is whole, then EOF.
 fn refused_while_sending(server: &TestServer, request: &[u8]) -> String {
     let mut client = server.client();
-    for piece in request.chunks(2048) {
-        if client.stream.write_all(piece).is_err() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut sent = request.to_vec();
+    sent.extend(std::iter::repeat_n(b'z', 512 * 1024));
+    let wrote = client.stream.write_all(&sent);
+    assert!(wrote.is_ok(), "{wrote:?}");
     let mut response = Vec::new();
     let read = client.stream.read_to_end(&mut response);
     assert!(read.is_ok(), "{read:?} after {:?}", text(&response));
@@ -112,7 +110,9 @@ fn refused_while_sending(server: &TestServer, request: &[u8]) -> String {
 }
 
 fn with_header(size: usize) -> Vec<u8> {
-    let mut request = b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
+    let mut request =
+        b"POST /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 524288\r\nX-Big: "
+            .to_vec();
     request.resize(request.len() + size, b'a');
     request.extend_from_slice(b"\r\n\r\n");
     request
