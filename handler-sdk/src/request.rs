@@ -179,6 +179,56 @@ pub fn encode_credits(
     );
 }
 
+/// Appends a request message whose header block holds only `headers`,
+/// names as given: what Mongrel2 sends for each later slice of a streamed
+/// upload (`upload.stream = 1`), e.g.
+/// `SENDER 7 /up 24:{"UPLOAD_STREAM":"1024"},5:hello,` (JSON) or
+/// `SENDER 7 /up 28:13:UPLOAD_STREAM,4:1024,}5:hello,` (tnetstring). `path`
+/// is the request's path, as in its first message.
+pub fn encode_headers_only(
+    out: &mut Vec<u8>,
+    protocol: Protocol,
+    sender: &[u8],
+    conn_id: u64,
+    path: &[u8],
+    headers: &[(&[u8], &[u8])],
+    body: &[u8],
+) {
+    out.extend_from_slice(sender);
+    out.push(b' ');
+    write_decimal(out, conn_id);
+    out.push(b' ');
+    out.extend_from_slice(path);
+    out.push(b' ');
+    match protocol {
+        Protocol::Json => {
+            let start = begin_container(out);
+            out.push(b'{');
+            for (i, (name, value)) in headers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'"');
+                write_json_chars(out, name, false);
+                out.extend_from_slice(b"\":\"");
+                write_json_chars(out, value, false);
+                out.push(b'"');
+            }
+            out.push(b'}');
+            end_container(out, start, Container::String);
+        }
+        Protocol::Tnetstring => {
+            let start = begin_container(out);
+            for (name, value) in headers {
+                tnetstring::write_string(out, name);
+                tnetstring::write_string(out, value);
+            }
+            end_container(out, start, Container::Dict);
+        }
+    }
+    tnetstring::write_string(out, body);
+}
+
 fn encode_notice(
     out: &mut Vec<u8>,
     protocol: Protocol,
@@ -879,6 +929,42 @@ mod tests {
         let req = Request::parse(&out).unwrap();
         assert!(req.is_credits() && !req.is_disconnect());
         assert_eq!(req.header("DOWNLOAD_CREDITS"), Some("42"));
+    }
+
+    #[test]
+    fn headers_only_messages_are_byte_exact() {
+        let headers: &[(&[u8], &[u8])] = &[(b"UPLOAD_STREAM", b"1024")];
+        let mut out = Vec::new();
+        encode_headers_only(
+            &mut out,
+            Protocol::Json,
+            b"SENDER",
+            7,
+            b"/up",
+            headers,
+            b"hello",
+        );
+        assert_eq!(out, br#"SENDER 7 /up 24:{"UPLOAD_STREAM":"1024"},5:hello,"#);
+        let req = Request::parse(&out).unwrap();
+        assert_eq!(req.header("UPLOAD_STREAM"), Some("1024"));
+        assert_eq!(req.body(), b"hello");
+        out.clear();
+        let last: &[(&[u8], &[u8])] = &[(b"UPLOAD_STREAM", b"5"), (b"UPLOAD_STREAM_DONE", b"1")];
+        encode_headers_only(
+            &mut out,
+            Protocol::Tnetstring,
+            b"SENDER",
+            7,
+            b"/up",
+            last,
+            b"",
+        );
+        assert_eq!(
+            out,
+            b"SENDER 7 /up 47:13:UPLOAD_STREAM,1:5,18:UPLOAD_STREAM_DONE,1:1,}0:,".as_slice()
+        );
+        let req = Request::parse(&out).unwrap();
+        assert_eq!(req.header("UPLOAD_STREAM_DONE"), Some("1"));
     }
 
     #[test]

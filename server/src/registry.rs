@@ -50,6 +50,12 @@ pub enum Outgoing {
     /// The handler asks to keep the connection (`ctl keep-alive`): reset
     /// its idle timer.
     KeepAlive,
+    /// `ctl credits`: the handler takes this many more bytes of a streamed
+    /// upload.
+    Credits(u64),
+    /// The `sendfile` extended reply: stream this file (a path as the
+    /// handler wrote it) as the next bytes of the handler's response.
+    SendFile(Bytes),
     /// The outbox overflowed (slow client): drop the connection now.
     Overflow,
 }
@@ -172,7 +178,10 @@ impl Outbox {
                 q.finished = true;
                 Pushed::Queued
             }
-            Outgoing::Unavailable | Outgoing::KeepAlive => {
+            Outgoing::Unavailable
+            | Outgoing::KeepAlive
+            | Outgoing::Credits(_)
+            | Outgoing::SendFile(_) => {
                 q.items.push_back(item);
                 Pushed::Queued
             }

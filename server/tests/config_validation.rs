@@ -173,6 +173,12 @@ fn setting_that_is_not_a_number() {
         ),
         r#"setting 4: column value: "0999" is not an octal file mode for upload.temp_store_mode"#
     );
+    assert_eq!(
+        error_with(
+            "INSERT INTO setting (id, key, value) VALUES (4, 'upload.temp_store', '/tmp/upload')"
+        ),
+        r#"setting 4: column value: "/tmp/upload" is not an mkstemp template for upload.temp_store (it must end in XXXXXX)"#
+    );
 }
 
 #[test]

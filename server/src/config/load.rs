@@ -426,13 +426,17 @@ pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snaps
         })?;
     let filters = loader.read_plugins("filter", server.id)?;
     let xrequests = loader.read_plugins("xrequest", server.id)?;
-    if !filters.is_empty() || !xrequests.is_empty() {
+    // Kennel does the `sendfile` xrequest itself; every other plugin is a
+    // Mongrel2 `.so` it cannot run.
+    let ignored = xrequests.iter().filter(|x| !x.is_sendfile()).count();
+    if !filters.is_empty() || ignored > 0 {
         loader.warnings.push(format!(
             "server {}: {} filter row(s) and {} xrequest row(s) configured; \
-             Kennel does not run Mongrel2 .so plugins and ignores them",
+             Kennel does not run Mongrel2 .so plugins and ignores them \
+             (it does the sendfile xrequest itself)",
             server.id,
             filters.len(),
-            xrequests.len()
+            ignored
         ));
     }
 
@@ -548,6 +552,17 @@ impl Loader<'_> {
                 first_row.insert(key.clone(), c.id);
                 let value = c.text(2, "value")?;
                 match settings.apply(&key, &value) {
+                    Ok(Applied::Set)
+                        if key == "upload.temp_store" && !value.ends_with("XXXXXX") =>
+                    {
+                        Err(c.invalid(
+                            "value",
+                            format!(
+                                "{value:?} is not an mkstemp template for upload.temp_store \
+                                 (it must end in XXXXXX)"
+                            ),
+                        ))
+                    }
                     Ok(Applied::Set) => Ok(()),
                     Ok(Applied::Unknown) => {
                         warnings.push(format!("setting {}: unknown key {key:?} (ignored)", c.id));

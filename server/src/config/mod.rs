@@ -252,7 +252,8 @@ pub struct Proxy {
 }
 
 /// A `filter` or `xrequest` row: a Mongrel2 `.so` plugin, which Kennel
-/// reads but does not run.
+/// reads but does not run (except `sendfile.so`, whose work it does
+/// itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plugin {
     /// The row's id.
@@ -261,6 +262,14 @@ pub struct Plugin {
     pub name: String,
     /// Settings as a tnetstring dict, unparsed.
     pub settings: String,
+}
+
+impl Plugin {
+    /// Whether the row names Mongrel2's `sendfile` xrequest (a `.so` whose
+    /// file name is `sendfile.so`).
+    pub fn is_sendfile(&self) -> bool {
+        Path::new(&self.name).file_name() == Some(std::ffi::OsStr::new("sendfile.so"))
+    }
 }
 
 /// Everything one server runs on, read once from the config database.
@@ -309,6 +318,13 @@ impl Snapshot {
         } else {
             PathBuf::from(path.trim_start_matches('/'))
         }
+    }
+
+    /// Whether the `sendfile` extended reply is on: the server has an
+    /// `xrequest` row for Mongrel2's `sendfile.so`, as Mongrel2 needs (a
+    /// handler may then have the server send any file it can read).
+    pub fn sendfile_enabled(&self) -> bool {
+        self.xrequests.iter().any(Plugin::is_sendfile)
     }
 
     /// The control port spec: the server's column, else the setting.

@@ -226,8 +226,8 @@ settings! {
     /// Default 32768 bytes. Mongrel2's coroutine stack; Kennel has none.
     "limits.connection_stack_size" => limits_connection_stack_size: usize = 32768;
     /// Default 20480 bytes. Largest request body held in memory and sent to
-    /// a handler; a larger one gets 413 (Mongrel2 can also spool it to
-    /// `upload.temp_store` or stream it; Kennel does not yet).
+    /// a handler in one message; a larger one goes to `upload.temp_store`
+    /// or is streamed (`upload.stream`), and gets 413 when neither is set.
     "limits.content_length" => limits_content_length: usize = 20480;
     /// Default 256 bytes. Longest Dir `base` (checked at load) and route
     /// prefix for Dir targets.
@@ -267,7 +267,9 @@ settings! {
     /// `ctl keep-alive`) is closed. 0 turns the check off, as in Mongrel2
     /// (whose WebSocket example sets it so).
     "limits.min_ping" => limits_min_ping: u64 = 120, 0..=31_536_000;
-    /// Default 300 bytes/s. A slower reader fails the read-rate check.
+    /// Default 300 bytes/s. While a large body (an upload) arrives, the
+    /// client must send at least this many bytes per `limits.tick_timer`
+    /// seconds, else 408 (0 = no rate check).
     "limits.min_read_rate" => limits_min_read_rate: u64 = 300;
     /// Default 300 bytes/s. A slower writer fails the write-rate check.
     "limits.min_write_rate" => limits_min_write_rate: u64 = 300;
@@ -280,16 +282,20 @@ settings! {
     /// ignores it and raises its soft limit to the hard limit instead.
     "superpoll.max_fd" => superpoll_max_fd: u64 = 10240;
     /// Default unset (no large uploads to disk). `mkstemp` template, ending
-    /// in `XXXXXX`, for request bodies above `limits.content_length`.
+    /// in `XXXXXX` (checked at load), for request bodies above
+    /// `limits.content_length`; a path inside the chroot.
     "upload.temp_store" => upload_temp_store: Option<String> = None;
     /// Default `0600` (Mongrel2's manual says 0666; the code uses 0600).
     /// Mode of upload temp files, in octal.
     "upload.temp_store_mode" => upload_temp_store_mode: FileMode = FileMode(0o600);
-    /// Default 0. When on, large bodies are streamed to the handler with
-    /// credits instead of being written to a temp file.
+    /// Default 0. When on, large bodies are streamed to the handler in
+    /// slices as it grants credits (`ctl credits`), instead of being
+    /// written to a temp file.
     "upload.stream" => upload_stream: bool = false;
-    /// Default 0. When on, handlers get credit notices and each
-    /// connection's queue is capped in bytes.
+    /// Default 0. When on, a connection's first handler request carries
+    /// `DOWNLOAD_CREDITS: 102400` and the handler gets a credit notice
+    /// after every write of its reply to the client. (Mongrel2 also caps the
+    /// queue at 100 KiB; Kennel's outbox bound is `kennel.outbox.*`.)
     "download.flow_control" => download_flow_control: bool = false;
     /// Default 1. ZeroMQ IO threads.
     "zeromq.threads" => zeromq_threads: u32 = 1;

@@ -38,6 +38,7 @@
 
 mod responses;
 mod transport;
+mod upload;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -49,7 +50,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::config::Target;
 use crate::dir::{self, DirRequest};
@@ -65,6 +66,10 @@ pub use transport::Transport;
 /// Read buffer growth step: one typical request head, and the size of
 /// Mongrel2's whole per-connection buffer.
 const READ_CHUNK: usize = 4096;
+
+/// The `DOWNLOAD_CREDITS` a handler is first given with
+/// `download.flow_control = 1`: Mongrel2's `MAX_CREDITS`, 100 KiB.
+const DOWNLOAD_CREDITS: &[u8] = b"102400";
 
 /// Most bytes read and discarded while lingering before the close: 1 MiB.
 /// Enough for the rest of any refused head and a modest refused body; a
@@ -267,6 +272,7 @@ pub async fn serve(
         links: LinksUsed::None,
         idle_deadline: Instant::now(),
         shutdown,
+        credits_announced: false,
     };
     conn.touch();
     let end = conn.run().await;
@@ -293,6 +299,8 @@ struct Connection {
     /// When an idle connection (or one waiting for a handler) is closed.
     idle_deadline: Instant,
     shutdown: CancellationToken,
+    /// `download.flow_control`: `DOWNLOAD_CREDITS` went with a request.
+    credits_announced: bool,
 }
 
 impl Connection {
@@ -617,8 +625,9 @@ impl Connection {
     ) -> Result<(), ConnError> {
         let settings = &active.snapshot.settings;
         let max = settings.limits_content_length;
+        let uploads = upload::enabled(settings);
         if let BodyKind::Length(n) = head.body() {
-            if n > max as u64 {
+            if n > max as u64 && !uploads {
                 self.refuse(413);
                 self.log(head, 413, 0);
                 return Ok(());
@@ -630,18 +639,47 @@ impl Connection {
             // it sends the body after its own timeout anyway).
             self.write_all(http::CONTINUE).await?;
         }
-        let body = match self.read_body(head.body(), max).await {
-            Ok(body) => body,
-            Err(ReadError::Io(e)) => return Err(e.into()),
-            Err(e) => {
-                let status = e.status();
-                self.refuse(status);
-                self.log(head, status, 0);
-                return Ok(());
+        let body = match head.body() {
+            BodyKind::Length(n) if n > max as u64 => {
+                return self
+                    .upload(
+                        head,
+                        active,
+                        handler,
+                        pattern,
+                        Bytes::new(),
+                        upload::Source::Length(n),
+                    )
+                    .await;
             }
+            BodyKind::Chunked if uploads => match self.read_chunked_or_outgrow(max).await {
+                Ok(Ok(body)) => body,
+                Ok(Err((first, decoder))) => {
+                    return self
+                        .upload(
+                            head,
+                            active,
+                            handler,
+                            pattern,
+                            first,
+                            upload::chunked_source(decoder),
+                        )
+                        .await;
+                }
+                Err(e) => return self.refuse_body(head, e),
+            },
+            kind => match self.read_body(kind, max).await {
+                Ok(body) => body,
+                Err(e) => return self.refuse_body(head, e),
+            },
         };
         let outbox = self.register();
         let link = &active.links[handler];
+        let announce = self.announce_credits();
+        let extra: &[(&[u8], &[u8])] = match announce {
+            Some(credits) => &[(b"DOWNLOAD_CREDITS", credits)],
+            None => &[],
+        };
         let request = LinkRequest {
             head,
             pattern,
@@ -651,7 +689,7 @@ impl Connection {
             url_scheme: active.url_scheme,
             clobber_forwarded_for: !settings.no_clobber_xff,
             method: None,
-            extra: &[],
+            extra,
         };
         self.links.add(link);
         let handoff = if websocket::is_upgrade(head) {
@@ -676,6 +714,53 @@ impl Connection {
         // it never sees the handler's status.
         self.log(head, 200, body.len());
         Ok(())
+    }
+
+    /// A body that could not be read: the client's fault (its status), or
+    /// the socket's (the connection ends).
+    fn refuse_body(&mut self, head: &Head, e: ReadError) -> Result<(), ConnError> {
+        if let ReadError::Io(e) = e {
+            return Err(e.into());
+        }
+        let status = e.status();
+        self.refuse(status);
+        self.log(head, status, 0);
+        Ok(())
+    }
+
+    /// Reads a chunked body into memory while it stays within `max`
+    /// decoded bytes; past that, `Err` with what was decoded and the
+    /// decoder, for the upload path.
+    async fn read_chunked_or_outgrow(
+        &mut self,
+        max: usize,
+    ) -> Result<Result<Bytes, (Bytes, ChunkedDecoder)>, ReadError> {
+        let mut decoder = ChunkedDecoder::new(u64::MAX);
+        let mut body = BytesMut::new();
+        loop {
+            match decoder.decode(&mut self.buf, &mut body) {
+                Ok(true) if body.len() <= max => return Ok(Ok(body.freeze())),
+                Ok(done) => {
+                    if body.len() > max {
+                        return Ok(Err((body.freeze(), decoder)));
+                    }
+                    if !done {
+                        self.read_more().await?;
+                    }
+                }
+                Err(e) => return Err(ReadError::Http(e)),
+            }
+        }
+    }
+
+    /// `download.flow_control`: the `DOWNLOAD_CREDITS` value for the first
+    /// handler request of a connection (Mongrel2's 100 KiB), then `None`.
+    fn announce_credits(&mut self) -> Option<&'static [u8]> {
+        if !self.active.snapshot.settings.download_flow_control || self.credits_announced {
+            return None;
+        }
+        self.credits_announced = true;
+        Some(DOWNLOAD_CREDITS)
     }
 
     /// This connection's outbox, registering it on first use.
@@ -755,6 +840,14 @@ impl Connection {
                     return Ok(Some(End::Abort { cancelled: false }));
                 }
                 Outgoing::KeepAlive => self.touch(),
+                Outgoing::Credits(_) => {
+                    debug!(peer = %self.peer, "ctl credits with no upload streaming; ignored");
+                }
+                Outgoing::SendFile(path) => {
+                    if let Some(end) = self.send_handler_file(path).await? {
+                        return Ok(Some(end));
+                    }
+                }
                 Outgoing::Unavailable if matches!(self.phase, Phase::WebSocket(_)) => {
                     return self.websocket_unavailable().await;
                 }
@@ -802,7 +895,10 @@ impl Connection {
             let Some(Owed::Handler { scanner }) = self.responses.front() else {
                 if self.responses.is_empty() {
                     // Owed nothing: a push, written as it comes.
-                    return self.write_all_bytes(bytes).await;
+                    let n = bytes.len() as u64;
+                    self.write_all_bytes(bytes).await?;
+                    self.wrote_handler_bytes(n);
+                    return Ok(());
                 }
                 // Kennel's own response is next: these bytes wait for it.
                 self.items.push_front(Outgoing::Data(bytes));
@@ -818,10 +914,101 @@ impl Connection {
                 Some(Outcome::Upgraded) => self.websocket_accepted(),
                 Some(Outcome::UntilClose { .. }) | None => {}
             }
+            let n = part.len() as u64;
             self.write_all_bytes(part).await?;
+            self.wrote_handler_bytes(n);
             self.touch();
         }
         Ok(())
+    }
+
+    /// The `sendfile` extended reply: the file goes out as the next bytes
+    /// of the handler's response, by `sendfile(2)` when its framing allows
+    /// (a `Content-Length` with room for it, or until close), else read
+    /// and scanned like any reply bytes. Off unless the config has the
+    /// `sendfile.so` xrequest row. A file that cannot be opened ends the
+    /// connection (the handler promised bytes that will not come).
+    async fn send_handler_file(&mut self, path: Bytes) -> Result<Option<End>, ConnError> {
+        if !self.active.snapshot.sendfile_enabled() {
+            warn!(
+                peer = %self.peer,
+                "a handler sent a sendfile reply, but the config has no sendfile xrequest row; ignored"
+            );
+            return Ok(None);
+        }
+        use std::os::unix::ffi::OsStringExt as _;
+        let name = std::path::PathBuf::from(std::ffi::OsString::from_vec(path.to_vec()));
+        let shown = name.display().to_string();
+        let opened = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&name)?;
+            let len = file.metadata()?.len();
+            Ok::<_, std::io::Error>((file, len))
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        let (file, len) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                warn!(peer = %self.peer, file = %shown, error = %e, "sendfile: cannot open the file");
+                return Ok(Some(End::Linger));
+            }
+        };
+        let owed_nothing = self.responses.is_empty();
+        let skipped = match self.responses.front() {
+            Some(Owed::Handler { scanner }) => scanner.skip(len),
+            _ if owed_nothing => Some(None),
+            _ => None,
+        };
+        match skipped {
+            Some(outcome) => {
+                self.send_file_range(&file, 0, len).await?;
+                match outcome {
+                    Some(Outcome::Complete { .. }) => {
+                        self.responses.pop();
+                        self.websocket_refused();
+                    }
+                    Some(Outcome::Upgraded) => self.websocket_accepted(),
+                    _ => {}
+                }
+                self.wrote_handler_bytes(len);
+            }
+            None => {
+                // Read and scanned like reply bytes.
+                let file = Arc::new(file);
+                let mut offset = 0;
+                while offset < len {
+                    let want = usize::try_from(len - offset)
+                        .map_or(dir::COPY_CHUNK, |r| r.min(dir::COPY_CHUNK));
+                    let reader = Arc::clone(&file);
+                    let chunk = tokio::task::spawn_blocking(move || {
+                        let mut buf = vec![0; want];
+                        let n = std::os::unix::fs::FileExt::read_at(&*reader, &mut buf, offset)?;
+                        buf.truncate(n);
+                        Ok::<_, std::io::Error>(buf)
+                    })
+                    .await
+                    .map_err(std::io::Error::other)??;
+                    if chunk.is_empty() {
+                        return Ok(Some(End::Linger));
+                    }
+                    offset += chunk.len() as u64;
+                    self.write_handler_bytes(Bytes::from(chunk)).await?;
+                }
+            }
+        }
+        self.touch();
+        Ok(None)
+    }
+
+    /// `download.flow_control`: tells the link that `n` more bytes of its
+    /// reply reached the client (Mongrel2 does this after every write).
+    fn wrote_handler_bytes(&self, n: u64) {
+        if n == 0 || !self.active.snapshot.settings.download_flow_control {
+            return;
+        }
+        if let (Some(outbox), Some(link)) = (&self.outbox, self.links.as_slice().last()) {
+            link.credits(outbox.id(), n);
+        }
     }
 
     async fn write_local(&mut self, response: Local) -> Result<(), ConnError> {

@@ -149,6 +149,33 @@ impl ResponseScanner {
         }
     }
 
+    /// Accounts for `len` bytes the caller sends without showing them (a
+    /// file sent with `sendfile(2)`). Possible only where the framing does
+    /// not depend on their content: a `Content-Length` body with at least
+    /// `len` bytes to go, or a response that lasts until close. `None`:
+    /// the bytes must go through [`scan`](Self::scan) instead. `Some(x)`:
+    /// they were accounted for, and `x` is what [`scan`](Self::scan) would
+    /// have said.
+    pub fn skip(&mut self, len: u64) -> Option<Option<Outcome>> {
+        match self.state {
+            State::Fixed(remaining) if remaining >= len => {
+                if remaining == len {
+                    self.state = State::Done;
+                    let status = self.status.unwrap_or(0);
+                    Some(Some(Outcome::Complete { status }))
+                } else {
+                    self.state = State::Fixed(remaining - len);
+                    Some(None)
+                }
+            }
+            State::UntilClose => Some(Some(Outcome::UntilClose {
+                status: self.status,
+            })),
+            State::Upgraded => Some(Some(Outcome::Upgraded)),
+            _ => None,
+        }
+    }
+
     /// Consumes head bytes; on the blank line that ends the head, decides
     /// how the body is framed.
     fn scan_head(&mut self, bytes: &[u8]) -> usize {
@@ -485,6 +512,30 @@ mod tests {
     fn switching_protocols_takes_the_rest_of_the_stream() {
         let a = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi";
         assert_eq!(every_split(a, false), [(a.len(), Outcome::Upgraded)]);
+    }
+
+    #[test]
+    fn file_bytes_can_be_skipped_inside_a_known_length() {
+        let mut scanner = ResponseScanner::new(false);
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(scanner.scan(head), (head.len(), None));
+        assert_eq!(scanner.skip(11), None, "more than the body");
+        assert_eq!(scanner.skip(4), Some(None));
+        assert_eq!(
+            scanner.skip(6),
+            Some(Some(Outcome::Complete { status: 200 }))
+        );
+        // Inside a head, or a chunked body, the bytes must be seen.
+        assert_eq!(ResponseScanner::new(false).skip(1), None);
+        let mut chunked = ResponseScanner::new(false);
+        chunked.scan(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(chunked.skip(1), None);
+        let mut unframed = ResponseScanner::new(false);
+        unframed.scan(b"HTTP/1.0 200 OK\r\n\r\n");
+        assert_eq!(
+            unframed.skip(1 << 40),
+            Some(Some(Outcome::UntilClose { status: Some(200) }))
+        );
     }
 
     #[test]

@@ -111,6 +111,19 @@ pub trait Link: Send + Sync + std::fmt::Debug {
     /// Hands `request` over; says at once what became of it.
     fn dispatch(&self, request: &LinkRequest<'_>) -> Handoff;
 
+    /// Sends the next slice of a streamed upload (`upload.stream = 1`) for
+    /// the request at `path`: a message whose headers are only
+    /// `UPLOAD_STREAM` (the slice's offset) and, on the last slice,
+    /// `UPLOAD_STREAM_DONE` (PROTOCOL.md §1.6).
+    fn dispatch_slice(
+        &self,
+        conn_id: u64,
+        path: &[u8],
+        offset: u64,
+        last: bool,
+        data: &[u8],
+    ) -> Handoff;
+
     /// Tells the handler that connection `conn_id` is gone (Mongrel2's
     /// disconnect notice). Best effort: a notice no handler takes in time
     /// is dropped.

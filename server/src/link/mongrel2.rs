@@ -346,6 +346,36 @@ impl Link for Mongrel2Link {
         })
     }
 
+    fn dispatch_slice(
+        &self,
+        conn_id: u64,
+        path: &[u8],
+        offset: u64,
+        last: bool,
+        data: &[u8],
+    ) -> Handoff {
+        if self.down.load(Ordering::Acquire) {
+            return Handoff::Refused(Refusal::Down);
+        }
+        let offset = offset.to_string();
+        let done: [(&[u8], &[u8]); 2] = [
+            (b"UPLOAD_STREAM", offset.as_bytes()),
+            (b"UPLOAD_STREAM_DONE", b"1"),
+        ];
+        let headers = if last { &done[..] } else { &done[..1] };
+        let mut message = Vec::with_capacity(64 + path.len() + data.len());
+        request::encode_headers_only(
+            &mut message,
+            self.protocol,
+            self.send_ident.as_bytes(),
+            conn_id,
+            path,
+            headers,
+            data,
+        );
+        self.hand_over(conn_id, &message)
+    }
+
     fn disconnect(&self, conn_id: u64) {
         let mut message = Vec::with_capacity(128);
         request::encode_disconnect(
@@ -899,27 +929,57 @@ impl Replies {
         }
     }
 
+    /// An extended reply (PROTOCOL.md §1.5): `ctl` (every key it holds
+    /// takes effect: `cancel` wins, `credits` grants upload credits,
+    /// `keep-alive` resets the idle timer) or `sendfile` (a file streamed to
+    /// the connection; the connection checks it is enabled).
     fn extended(&mut self, ids: &[u64], key: &[u8], value: &Value<'_>) {
-        if key != b"ctl" {
-            warn!(
+        match key {
+            b"ctl" => {
+                if value.get(b"cancel").is_some() {
+                    self.push_all(ids, Outgoing::Cancel);
+                    return;
+                }
+                let mut effect = false;
+                if let Some(credits) = value.get(b"credits") {
+                    match credits {
+                        Value::Integer(n) if *n >= 0 => {
+                            self.push_all(ids, Outgoing::Credits(*n as u64));
+                        }
+                        other => warn!(
+                            handler = self.handler,
+                            value = ?other,
+                            "handler link: ctl credits is not a non-negative number; ignored"
+                        ),
+                    }
+                    effect = true;
+                }
+                if value.get(b"keep-alive").is_some() {
+                    self.push_all(ids, Outgoing::KeepAlive);
+                    effect = true;
+                }
+                if !effect {
+                    debug!(
+                        handler = self.handler,
+                        "handler link: ctl reply without an effect here"
+                    );
+                }
+            }
+            b"sendfile" => match value {
+                Value::String(path) => {
+                    self.push_all(ids, Outgoing::SendFile(Bytes::copy_from_slice(path)));
+                }
+                _ => warn!(
+                    handler = self.handler,
+                    "handler link: sendfile reply without a file name; ignored"
+                ),
+            },
+            _ => warn!(
                 handler = self.handler,
                 key = %String::from_utf8_lossy(key),
                 "handler link: extended reply for an xrequest Kennel does not run; ignored"
-            );
-            return;
+            ),
         }
-        let item = if value.get(b"cancel").is_some() {
-            Outgoing::Cancel
-        } else if value.get(b"keep-alive").is_some() {
-            Outgoing::KeepAlive
-        } else {
-            debug!(
-                handler = self.handler,
-                "handler link: ctl reply without an effect here"
-            );
-            return;
-        };
-        self.push_all(ids, item);
     }
 }
 

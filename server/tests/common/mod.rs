@@ -53,6 +53,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("public/sub")).unwrap();
+        std::fs::create_dir_all(root.join("uploads")).unwrap();
         std::fs::write(root.join("public/index.html"), "<h1>index</h1>\n").unwrap();
         std::fs::write(root.join("public/hello.txt"), "hello, file\n").unwrap();
         std::fs::write(root.join("public/sub/index.html"), "sub index\n").unwrap();
@@ -75,7 +76,7 @@ impl TestServer {
              {extra}",
             root = root.display(),
             protocol = site.protocol,
-            extra = site.extra_sql,
+            extra = site.extra_sql.replace("{root}", &root.display().to_string()),
         );
         let db = root.join("config.sqlite");
         config::apply_sql(&db, &sql).unwrap();
