@@ -17,6 +17,8 @@
 //! - [`registry`]: connection ids → outboxes.
 //! - [`link`]: handler links (Mongrel2's PUSH/SUB pair, by stable id):
 //!   requests to handlers, replies back into the registry.
+//! - [`proxy`]: the reverse proxy's HTTP client and a gateway's header
+//!   rules.
 //! - [`sys`]: the two OS calls that need `unsafe` (the only module allowed it).
 //! - [`access`]: the access log (Mongrel2's tnetstring lines).
 //! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
@@ -31,6 +33,7 @@ pub mod http;
 pub mod link;
 pub mod pattern;
 pub mod process;
+pub mod proxy;
 pub mod registry;
 pub mod routing;
 pub mod server;

@@ -32,6 +32,7 @@ use crate::connection;
 use crate::dir::FileCache;
 use crate::http::Limits;
 use crate::link::{Link, LinkError, LinkTable};
+use crate::proxy::Proxy;
 use crate::registry::{OutboxLimits, Registry};
 
 /// Pause after an accept error such as EMFILE, so a full fd table is not a
@@ -109,6 +110,7 @@ pub struct Server {
     files: FileCache,
     access_log: Option<AccessLog>,
     counters: Counters,
+    proxy: Proxy,
 }
 
 impl Server {
@@ -124,6 +126,7 @@ impl Server {
         let mut links = LinkTable::new();
         let resolved = links.resolve(&snapshot.handlers, &registry, settings)?;
         let access_log = open_access_log(&snapshot)?;
+        let active_settings = snapshot.settings.clone();
         let active = Active {
             limits: Limits::from_settings(settings),
             links: resolved.into_boxed_slice(),
@@ -137,6 +140,7 @@ impl Server {
             files: FileCache::new(),
             access_log,
             counters: Counters::default(),
+            proxy: Proxy::new(&active_settings),
         }))
     }
 
@@ -172,6 +176,11 @@ impl Server {
     /// The server's counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The HTTP client of the proxy routes (one keep-alive pool).
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
     }
 
     /// Accepts on `listener` and serves each connection until `shutdown` is

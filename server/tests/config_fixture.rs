@@ -295,8 +295,9 @@ fn admin_server_with_control_port_and_plugins() {
         s.warnings,
         [
             r#"setting 2: unknown key "frobnicate.level" (ignored)"#,
-            "server 2: 1 filter row(s) and 1 xrequest row(s) configured; \
-             Kennel does not run Mongrel2 .so plugins and ignores them",
+            "server 2: 1 filter row(s) and 0 xrequest row(s) configured; \
+             Kennel does not run Mongrel2 .so plugins and ignores them \
+             (it does the sendfile xrequest itself)",
         ]
     );
 }

@@ -385,6 +385,20 @@ settings! {
     /// response instead of a connection reset: nginx's lingering close.
     /// From 0 (close at once) to an hour.
     "kennel.http.linger_ms" => kennel_http_linger_ms: u64 = 5000, 0..=3_600_000;
+    /// Kennel. Default 5000 ms. How long connecting to a proxy route's back
+    /// end may take; then the client gets `502`. From 1 ms to a year.
+    "kennel.proxy.connect_timeout_ms" => kennel_proxy_connect_timeout_ms: u64 = 5000, 1..=31_536_000_000;
+    /// Kennel. Default 60000 ms (nginx's `proxy_read_timeout`). How long a
+    /// back end may stay silent: before its response head (then `504`),
+    /// between two reads of its body, or without reading the request body
+    /// Kennel sends it. From 1 ms to a year.
+    "kennel.proxy.timeout_ms" => kennel_proxy_timeout_ms: u64 = 60000, 1..=31_536_000_000;
+    /// Kennel. Default 64. Idle keep-alive connections kept open to each
+    /// back end, shared by every client (0 = a new connection per request).
+    "kennel.proxy.max_idle" => kennel_proxy_max_idle: usize = 64, 0..=100_000;
+    /// Kennel. Default 60000 ms. How long an idle back-end connection is
+    /// kept in the pool. From 1 ms to a year.
+    "kennel.proxy.idle_timeout_ms" => kennel_proxy_idle_timeout_ms: u64 = 60000, 1..=31_536_000_000;
     /// Kennel. Default 1 MiB. The largest WebSocket message a client may
     /// send (summed over its fragments); a larger one closes the connection
     /// with status 1009 (Message Too Big). Mongrel2 has no limit, so one
@@ -423,7 +437,7 @@ mod tests {
         assert!(!s.upload_stream);
         assert_eq!(s.kennel_handler_connect_wait_ms, 5000);
         assert!(s.kennel_zeromq_batch_scheduling);
-        assert_eq!(Settings::KEYS.len(), 53);
+        assert_eq!(Settings::KEYS.len(), 57);
     }
 
     #[test]

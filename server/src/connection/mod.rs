@@ -36,6 +36,7 @@
 //! is sent a disconnect notice. Does not own ZeroMQ, the protocol's bytes,
 //! file serving or HTTP parsing.
 
+mod proxied;
 mod responses;
 mod transport;
 mod upload;
@@ -247,6 +248,72 @@ impl Progress {
     }
 }
 
+/// The read deadline of a long body (an upload, a proxied request): a
+/// byte within `kennel.http.request_timeout_ms`, and at least
+/// `limits.min_read_rate` × `limits.tick_timer` bytes per tick.
+#[derive(Debug)]
+pub(super) struct ReadProgress {
+    stall: Duration,
+    window: Duration,
+    min_bytes: u64,
+    last_byte: Instant,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+impl ReadProgress {
+    fn new(settings: &crate::config::Settings) -> Self {
+        let tick = settings.limits_tick_timer.max(1);
+        let now = Instant::now();
+        ReadProgress {
+            stall: Duration::from_millis(settings.kennel_http_request_timeout_ms),
+            window: Duration::from_secs(tick),
+            min_bytes: settings.limits_min_read_rate.saturating_mul(tick),
+            last_byte: now,
+            window_start: now,
+            window_bytes: 0,
+        }
+    }
+
+    pub(super) fn read(&mut self, n: usize) {
+        self.last_byte = Instant::now();
+        self.window_bytes += n as u64;
+    }
+
+    pub(super) fn deadline(&self) -> Instant {
+        let stall = self.last_byte + self.stall;
+        if self.min_bytes == 0 {
+            stall
+        } else {
+            stall.min(self.window_start + self.window)
+        }
+    }
+
+    /// At the deadline: whether the client is too slow (else a new window).
+    pub(super) fn expired(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.last_byte + self.stall {
+            return true;
+        }
+        if self.min_bytes > 0 && now >= self.window_start + self.window {
+            if self.window_bytes < self.min_bytes {
+                return true;
+            }
+            self.window_start = now;
+            self.window_bytes = 0;
+        }
+        false
+    }
+
+    /// Waiting for credits is the handler's time, not the client's.
+    pub(super) fn pause_ended(&mut self) {
+        let now = Instant::now();
+        self.last_byte = now;
+        self.window_start = now;
+        self.window_bytes = 0;
+    }
+}
+
 /// Serves one client until it or the server is done.
 pub async fn serve(
     stream: TcpStream,
@@ -339,9 +406,13 @@ impl Connection {
                 match http::parse_head(&mut self.buf, &self.active.limits) {
                     Ok(Some(head)) => {
                         // Boxed for the same reason: routing, files, bodies.
-                        if let Err(e) = Box::pin(self.handle(head)).await {
-                            debug!(peer = %self.peer, error = %e, "connection ended reading a request");
-                            return e.end();
+                        match Box::pin(self.handle(head)).await {
+                            Ok(None) => {}
+                            Ok(Some(end)) => return end,
+                            Err(e) => {
+                                debug!(peer = %self.peer, error = %e, "connection ended reading a request");
+                                return e.end();
+                            }
                         }
                         continue;
                     }
@@ -566,8 +637,9 @@ impl Connection {
         }
     }
 
-    /// Routes one request and queues (or hands over) its response.
-    async fn handle(&mut self, head: Head) -> Result<(), ConnError> {
+    /// Routes one request and queues (or hands over) its response; `Some`
+    /// when the connection must end now.
+    async fn handle(&mut self, head: Head) -> Result<Option<End>, ConnError> {
         Counters::bump(&self.server.counters().requests);
         if let Phase::Http { started } = &mut self.phase {
             *started = None;
@@ -582,17 +654,17 @@ impl Connection {
             .unwrap_or(snapshot.default_host);
         let host = &snapshot.hosts[host_index];
         let result = match host.routes.lookup(head.path()) {
-            None => self.answer_without_body(&head, 404).await,
+            None => self.answer_without_body(&head, 404).await.map(|()| None),
             Some(route) => match *route.target {
-                Target::Handler(i) => self.dispatch(&head, &active, i, route.key).await,
-                Target::Dir(i) => self.serve_dir(&head, &active, i, route.prefix).await,
-                Target::Proxy(i) => {
-                    debug!(
-                        proxy = snapshot.proxies[i].id,
-                        "proxy routes are not served yet; answering 502"
-                    );
-                    self.answer_without_body(&head, 502).await
-                }
+                Target::Handler(i) => self
+                    .dispatch(&head, &active, i, route.key)
+                    .await
+                    .map(|()| None),
+                Target::Dir(i) => self
+                    .serve_dir(&head, &active, i, route.prefix)
+                    .await
+                    .map(|()| None),
+                Target::Proxy(i) => self.proxy(&head, &active, i).await,
             },
         };
         self.touch();

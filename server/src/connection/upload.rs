@@ -29,15 +29,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::sleep_until;
 use tracing::{debug, warn};
 
 use super::responses::{Local, Owed};
-use super::{ConnError, Connection, READ_CHUNK};
+use super::{ConnError, Connection, ReadProgress, READ_CHUNK};
 use crate::config::Settings;
 use crate::http::{ChunkedDecoder, Head};
 use crate::link::{Handoff, Link, LinkRequest};
@@ -98,71 +97,6 @@ enum Stop {
 impl From<ConnError> for Stop {
     fn from(e: ConnError) -> Self {
         Stop::Io(e)
-    }
-}
-
-/// The read deadline of a body: a byte within `stall`, and at least
-/// `min_bytes` per `window`.
-#[derive(Debug)]
-struct ReadProgress {
-    stall: Duration,
-    window: Duration,
-    min_bytes: u64,
-    last_byte: Instant,
-    window_start: Instant,
-    window_bytes: u64,
-}
-
-impl ReadProgress {
-    fn new(settings: &Settings) -> Self {
-        let tick = settings.limits_tick_timer.max(1);
-        let now = Instant::now();
-        ReadProgress {
-            stall: Duration::from_millis(settings.kennel_http_request_timeout_ms),
-            window: Duration::from_secs(tick),
-            min_bytes: settings.limits_min_read_rate.saturating_mul(tick),
-            last_byte: now,
-            window_start: now,
-            window_bytes: 0,
-        }
-    }
-
-    fn read(&mut self, n: usize) {
-        self.last_byte = Instant::now();
-        self.window_bytes += n as u64;
-    }
-
-    fn deadline(&self) -> Instant {
-        let stall = self.last_byte + self.stall;
-        if self.min_bytes == 0 {
-            stall
-        } else {
-            stall.min(self.window_start + self.window)
-        }
-    }
-
-    /// At the deadline: whether the client is too slow (else a new window).
-    fn expired(&mut self) -> bool {
-        let now = Instant::now();
-        if now >= self.last_byte + self.stall {
-            return true;
-        }
-        if self.min_bytes > 0 && now >= self.window_start + self.window {
-            if self.window_bytes < self.min_bytes {
-                return true;
-            }
-            self.window_start = now;
-            self.window_bytes = 0;
-        }
-        false
-    }
-
-    /// Waiting for credits is the handler's time, not the client's.
-    fn pause_ended(&mut self) {
-        let now = Instant::now();
-        self.last_byte = now;
-        self.window_start = now;
-        self.window_bytes = 0;
     }
 }
 
