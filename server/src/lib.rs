@@ -20,11 +20,14 @@
 //! - [`proxy`]: the reverse proxy's HTTP client and a gateway's header
 //!   rules.
 //! - [`sys`]: the two OS calls that need `unsafe` (the only module allowed it).
+//! - [`alarm`]: the deadlines of waiting connections and their shutdown
+//!   call, kept in one place instead of a timer per connection.
 //! - [`access`]: the access log (Mongrel2's tnetstring lines).
 //! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
 //! - [`cli`]: the `kennel` command line.
 
 pub mod access;
+pub mod alarm;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -27,10 +27,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 /// How many shards the id map has: enough that the links and the
 /// connection tasks of a 2–16 core machine seldom meet on one lock.
@@ -99,6 +99,8 @@ struct Queue {
     /// Set once a terminal item (close, cancel, overflow) is queued:
     /// nothing is queued after it.
     finished: bool,
+    /// The connection task, when it waits for something to be queued.
+    waker: Option<Waker>,
 }
 
 /// One registered connection's outbox.
@@ -106,7 +108,6 @@ struct Queue {
 pub struct Outbox {
     id: u64,
     queue: Mutex<Queue>,
-    notify: Notify,
     /// Milliseconds since the registry's epoch of the last successful write.
     last_write_ms: AtomicU64,
     /// Set when the connection must go now (cancel or overflow), so a task
@@ -186,27 +187,88 @@ impl Outbox {
                 Pushed::Queued
             }
         };
+        let waker = q.waker.take();
         drop(q);
-        self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         result
     }
 
-    /// Takes everything queued (called by the connection task), appending
-    /// it to `out` in order.
-    pub fn drain_into(&self, out: &mut VecDeque<Outgoing>) {
+    /// Takes the oldest queued item (called by the connection task). The
+    /// queue's buffer is given back once it is empty, so an idle
+    /// connection's outbox holds no allocation.
+    pub fn pop(&self) -> Option<Outgoing> {
         let mut q = self.lock();
-        if out.is_empty() {
-            std::mem::swap(out, &mut q.items);
-        } else {
-            out.extend(q.items.drain(..));
+        let item = q.items.pop_front();
+        if let Some(Outgoing::Data(data)) = &item {
+            q.bytes = q.bytes.saturating_sub(data.len());
         }
-        q.bytes = 0;
+        if q.items.is_empty() && q.items.capacity() > 0 {
+            q.items = VecDeque::new();
+        }
+        item
     }
 
-    /// Waits until something is pushed (a permit is stored if a push
-    /// happens while nobody waits, so no wake-up is lost).
-    pub async fn notified(&self) {
-        self.notify.notified().await;
+    /// Puts `item` back at the front (the connection could not write it
+    /// yet: Kennel's own response comes first).
+    pub fn unshift(&self, item: Outgoing) {
+        let mut q = self.lock();
+        if let Outgoing::Data(data) = &item {
+            q.bytes += data.len();
+        }
+        q.items.push_front(item);
+    }
+
+    /// Keeps only the queued items for which `keep` is true, in order.
+    pub fn retain(&self, keep: impl FnMut(&Outgoing) -> bool) {
+        let mut q = self.lock();
+        q.items.retain(keep);
+        q.bytes = q
+            .items
+            .iter()
+            .map(|i| match i {
+                Outgoing::Data(d) => d.len(),
+                _ => 0,
+            })
+            .sum();
+    }
+
+    /// Whether anything is queued.
+    pub fn is_empty(&self) -> bool {
+        self.lock().items.is_empty()
+    }
+
+    /// Ready once something is queued; otherwise the task is woken when
+    /// something is (one waiter: the connection's own task).
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut q = self.lock();
+        if !q.items.is_empty() {
+            return Poll::Ready(());
+        }
+        register(&mut q.waker, cx);
+        Poll::Pending
+    }
+
+    /// Waits until something is queued.
+    pub async fn ready(&self) {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await;
+    }
+
+    /// Ready with the reason once the connection must be dropped now
+    /// ([`aborted`](Self::aborted)); otherwise woken at the next push.
+    pub fn poll_abort(&self, cx: &mut Context<'_>) -> Poll<Outgoing> {
+        if let Some(reason) = self.aborted() {
+            return Poll::Ready(reason);
+        }
+        let mut q = self.lock();
+        register(&mut q.waker, cx);
+        drop(q);
+        // An abort between the check and the registration is not missed.
+        match self.aborted() {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
+        }
     }
 
     /// Whether the connection must be dropped now, and why:
@@ -222,6 +284,14 @@ impl Outbox {
     /// Records a successful write to the client.
     pub fn wrote(&self, now_ms: u64) {
         self.last_write_ms.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+/// Keeps `cx`'s waker in `slot` (cloned only when it is another task's).
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
     }
 }
 
@@ -272,7 +342,6 @@ impl Registry {
         let outbox = Arc::new(Outbox {
             id,
             queue: Mutex::new(Queue::default()),
-            notify: Notify::new(),
             last_write_ms: AtomicU64::new(self.now_ms()),
             aborted: AtomicU8::new(NOT_ABORTED),
         });
@@ -321,6 +390,10 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn drain(outbox: &Outbox) -> Vec<Outgoing> {
+        std::iter::from_fn(|| outbox.pop()).collect()
+    }
+
     fn data(n: usize) -> Outgoing {
         Outgoing::Data(Bytes::from(vec![b'x'; n]))
     }
@@ -347,8 +420,7 @@ mod tests {
         reg.deliver(a.id(), data(3));
         reg.deliver(a.id(), Outgoing::Close);
         assert_eq!(reg.deliver(a.id(), data(1)), Some(Pushed::Finished));
-        let mut out = VecDeque::new();
-        a.drain_into(&mut out);
+        let out = drain(&a);
         assert_eq!(out, vec![data(3), Outgoing::Close]);
     }
 
@@ -358,8 +430,7 @@ mod tests {
         let a = reg.register();
         reg.deliver(a.id(), data(3));
         reg.deliver(a.id(), Outgoing::Cancel);
-        let mut out = VecDeque::new();
-        a.drain_into(&mut out);
+        let out = drain(&a);
         assert_eq!(out, vec![Outgoing::Cancel]);
     }
 
@@ -377,8 +448,7 @@ mod tests {
         assert_eq!(a.push(data(200), &limits, reg.now_ms()), Pushed::Queued);
         // Past the hard bound (1000 queued): dropped even though it drains.
         assert_eq!(a.push(data(1), &limits, reg.now_ms()), Pushed::Overflowed);
-        let mut out = VecDeque::new();
-        a.drain_into(&mut out);
+        let out = drain(&a);
         assert_eq!(out, vec![Outgoing::Overflow]);
 
         // Stalled: no write for longer than `stall`.
@@ -397,8 +467,7 @@ mod tests {
         // Stalled, and fifty times the hard bound: still one reply, taken.
         let later = reg.now_ms() + 1000;
         assert_eq!(a.push(data(40_000), &limits, later), Pushed::Queued);
-        let mut out = VecDeque::new();
-        a.drain_into(&mut out);
+        let out = drain(&a);
         assert_eq!(out, vec![data(40_000)]);
         // Drained: the next one is taken too.
         assert_eq!(a.push(data(40_000), &limits, later), Pushed::Queued);
@@ -411,10 +480,9 @@ mod tests {
         let id = a.id();
         let reg2 = Arc::clone(&reg);
         let pusher = std::thread::spawn(move || reg2.deliver(id, Outgoing::Close));
-        a.notified().await;
+        a.ready().await;
         pusher.join().unwrap();
-        let mut out = VecDeque::new();
-        a.drain_into(&mut out);
+        let out = drain(&a);
         assert_eq!(out, vec![Outgoing::Close]);
     }
 }

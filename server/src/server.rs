@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::access::AccessLog;
+use crate::alarm::Alarms;
 use crate::config::Snapshot;
 use crate::connection;
 use crate::dir::FileCache;
@@ -111,6 +112,15 @@ pub struct Server {
     access_log: Option<AccessLog>,
     counters: Counters,
     proxy: Proxy,
+    alarms: Arc<Alarms>,
+    /// The task that fires the alarms.
+    alarm_driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.alarm_driver.abort();
+    }
 }
 
 impl Server {
@@ -127,6 +137,7 @@ impl Server {
         let resolved = links.resolve(&snapshot.handlers, &registry, settings)?;
         let access_log = open_access_log(&snapshot)?;
         let active_settings = snapshot.settings.clone();
+        let alarms = Arc::new(Alarms::new());
         let active = Active {
             limits: Limits::from_settings(settings),
             links: resolved.into_boxed_slice(),
@@ -141,6 +152,11 @@ impl Server {
             access_log,
             counters: Counters::default(),
             proxy: Proxy::new(&active_settings),
+            alarm_driver: tokio::spawn({
+                let alarms = Arc::clone(&alarms);
+                async move { alarms.drive().await }
+            }),
+            alarms,
         }))
     }
 
@@ -176,6 +192,11 @@ impl Server {
     /// The server's counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The deadlines of waiting connections, and their shutdown call.
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     /// The HTTP client of the proxy routes (one keep-alive pool).
@@ -219,17 +240,18 @@ impl Server {
                 let _ = set_keepalive(&stream);
             }
             let server = Arc::clone(self);
-            let shutdown = shutdown.clone();
             let span = tracing::debug_span!("conn", peer.addr = %peer);
             tracker.spawn(
                 async move {
-                    connection::serve(stream, peer, server, shutdown).await;
+                    connection::serve(stream, peer, server).await;
                     drop(permit);
                 }
                 .instrument(span),
             );
         }
         drop(listener);
+        // Idle connections close now; busy ones finish.
+        self.alarms.shutdown();
         tracker.close();
         let grace = Duration::from_millis(settings.kennel_shutdown_grace_ms);
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {

@@ -168,7 +168,7 @@ impl Connection {
             tokio::select! {
                 _ = async {
                     match &outbox {
-                        Some(o) => o.notified().await,
+                        Some(o) => o.ready().await,
                         None => std::future::pending().await,
                     }
                 } => {}

@@ -384,7 +384,7 @@ impl Connection {
                 }
                 _ = async {
                     match &outbox {
-                        Some(o) => o.notified().await,
+                        Some(o) => o.ready().await,
                         None => std::future::pending().await,
                     }
                 } => Woke::Outbox,
@@ -399,9 +399,6 @@ impl Connection {
     /// Waits until the handler grants credits (or refuses).
     async fn wait_for_credits(&mut self, credits: &mut u64) -> Result<(), Stop> {
         loop {
-            if let Some(outbox) = &self.outbox {
-                outbox.drain_into(&mut self.items);
-            }
             self.take_credits(credits)?;
             if *credits > 0 {
                 return Ok(());
@@ -411,7 +408,7 @@ impl Connection {
             tokio::select! {
                 _ = async {
                     match &outbox {
-                        Some(o) => o.notified().await,
+                        Some(o) => o.ready().await,
                         None => std::future::pending().await,
                     }
                 } => {}
@@ -428,22 +425,23 @@ impl Connection {
     /// written in order).
     fn check_refusal(&mut self) -> Result<(), Stop> {
         let mut credits = 0;
-        if let Some(outbox) = &self.outbox {
-            outbox.drain_into(&mut self.items);
-        }
         self.take_credits(&mut credits)
     }
 
     fn take_credits(&mut self, credits: &mut u64) -> Result<(), Stop> {
+        let Some(outbox) = &self.outbox else {
+            return Ok(());
+        };
+        let mut unavailable = false;
         let mut refused = false;
-        self.items.retain(|item| match item {
+        outbox.retain(|item| match item {
             Outgoing::Credits(n) => {
                 *credits = credits.saturating_add(*n);
                 false
             }
             Outgoing::KeepAlive => false,
             Outgoing::Unavailable => {
-                refused = true;
+                unavailable = true;
                 false
             }
             _ => {
@@ -452,15 +450,12 @@ impl Connection {
             }
         });
         if refused {
-            if self.items.is_empty() {
-                return Err(Stop::Unavailable);
-            }
-            return Err(Stop::Refused);
+            Err(Stop::Refused)
+        } else if unavailable {
+            Err(Stop::Unavailable)
+        } else {
+            Ok(())
         }
-        if self.items.is_empty() && self.items.capacity() > 16 {
-            self.items = std::collections::VecDeque::new();
-        }
-        Ok(())
     }
 }
 
