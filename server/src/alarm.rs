@@ -18,18 +18,24 @@
 //! kept here; those waits are short and use tokio's timers.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A connection's place in the [`Alarms`].
+/// Bits of a key that number entries with the same millisecond: about a
+/// million per millisecond before two could share a key.
+const SEQUENCE_BITS: u32 = 20;
+
+/// A connection's place in the [`Alarms`]: the key of its entry, while
+/// registered.
 #[derive(Debug, Default)]
 pub struct Alarm {
-    /// The entry's key and deadline, while registered.
-    entry: Option<(Instant, u64)>,
+    key: Option<NonZeroU64>,
 }
 
 /// What rang.
@@ -43,13 +49,28 @@ pub enum Ring {
 }
 
 /// Every waiting connection's deadline and waker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Alarms {
-    entries: Mutex<BTreeMap<(Instant, u64), Waker>>,
-    next_key: AtomicU64,
+    /// Keyed by deadline (milliseconds since `epoch`) in the high bits and a
+    /// sequence number in the low ones: ordered by deadline.
+    entries: Mutex<BTreeMap<u64, Waker>>,
+    epoch: Instant,
+    sequence: AtomicU64,
     /// Wakes the driver when an earlier deadline is registered.
     rearm: Notify,
     shutting_down: AtomicBool,
+}
+
+impl Default for Alarms {
+    fn default() -> Self {
+        Alarms {
+            entries: Mutex::new(BTreeMap::new()),
+            epoch: Instant::now(),
+            sequence: AtomicU64::new(0),
+            rearm: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Alarms {
@@ -58,10 +79,26 @@ impl Alarms {
         Alarms::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Instant, u64), Waker>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Waker>> {
         // Every update is a single insert or remove: poisoning cannot leave
         // the map torn.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `at` in whole milliseconds since the epoch, rounded up (so an alarm
+    /// never rings early).
+    fn millis(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.epoch);
+        let ms = since.as_millis() as u64;
+        if since > Duration::from_millis(ms) {
+            ms + 1
+        } else {
+            ms
+        }
+    }
+
+    fn deadline_of(&self, key: u64) -> Instant {
+        self.epoch + Duration::from_millis(key >> SEQUENCE_BITS)
     }
 
     /// Ready when `deadline` has passed (or, for an `idle` connection, the
@@ -82,10 +119,11 @@ impl Alarms {
             self.cancel(alarm);
             return Poll::Ready(Ring::Deadline);
         }
+        let ms = self.millis(deadline);
         let mut entries = self.lock();
-        match alarm.entry {
-            Some(key) if key.0 == deadline => {
-                if let Some(waker) = entries.get_mut(&key) {
+        match alarm.key {
+            Some(key) if key.get() >> SEQUENCE_BITS == ms => {
+                if let Some(waker) = entries.get_mut(&key.get()) {
                     if !waker.will_wake(cx.waker()) {
                         *waker = cx.waker().clone();
                     }
@@ -94,15 +132,17 @@ impl Alarms {
                 // It fired meanwhile: register afresh below.
             }
             Some(key) => {
-                entries.remove(&key);
+                entries.remove(&key.get());
             }
             None => {}
         }
-        let key = (deadline, self.next_key.fetch_add(1, Ordering::Relaxed));
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) & ((1 << SEQUENCE_BITS) - 1);
+        // Never zero: the deadline is in the future, so `ms` is at least 1.
+        let key = (ms << SEQUENCE_BITS) | sequence;
         let earliest = entries.keys().next().is_none_or(|first| key < *first);
         entries.insert(key, cx.waker().clone());
         drop(entries);
-        alarm.entry = Some(key);
+        alarm.key = NonZeroU64::new(key);
         if earliest {
             self.rearm.notify_one();
         }
@@ -116,8 +156,8 @@ impl Alarms {
 
     /// Removes `alarm`'s entry, if any (a connection that ends).
     pub fn cancel(&self, alarm: &mut Alarm) {
-        if let Some(key) = alarm.entry.take() {
-            self.lock().remove(&key);
+        if let Some(key) = alarm.key.take() {
+            self.lock().remove(&key.get());
         }
     }
 
@@ -143,21 +183,25 @@ impl Alarms {
     /// Fires deadlines as they come, for ever: run it as a task.
     pub async fn drive(&self) {
         loop {
-            let now = Instant::now();
+            // Whole milliseconds gone, rounded down: a key fires once its
+            // millisecond (a deadline rounded up) has fully come.
+            let now = Instant::now()
+                .saturating_duration_since(self.epoch)
+                .as_millis() as u64;
             let (due, next) = {
                 let mut entries = self.lock();
-                let later = entries.split_off(&(now, u64::MAX));
+                let later = entries.split_off(&((now + 1) << SEQUENCE_BITS));
                 let due = std::mem::replace(&mut *entries, later);
-                (due, entries.keys().next().map(|k| k.0))
+                (due, entries.keys().next().copied())
             };
             for waker in due.into_values() {
                 waker.wake();
             }
             let rearm = self.rearm.notified();
             match next {
-                Some(at) => {
+                Some(key) => {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
+                        _ = tokio::time::sleep_until(self.deadline_of(key)) => {}
                         _ = rearm => {}
                     }
                 }

@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::link::{LinkId, LinkIds};
+
 /// How many shards the id map has: enough that the links and the
 /// connection tasks of a 2–16 core machine seldom meet on one lock.
 const SHARDS: usize = 64;
@@ -92,15 +94,68 @@ impl OutboxLimits {
     }
 }
 
+/// Queued items: boxed, so an idle outbox holds one pointer and no
+/// buffer (the box goes when the queue empties).
+#[derive(Debug, Default)]
+// Boxed on purpose: an idle outbox holds a pointer, not a deque header.
+#[allow(clippy::box_collection)]
+struct Items(Option<Box<VecDeque<Outgoing>>>);
+
+impl Items {
+    fn queue(&mut self) -> &mut VecDeque<Outgoing> {
+        self.0.get_or_insert_with(Default::default)
+    }
+
+    fn push_back(&mut self, item: Outgoing) {
+        self.queue().push_back(item);
+    }
+
+    fn push_front(&mut self, item: Outgoing) {
+        self.queue().push_front(item);
+    }
+
+    fn pop_front(&mut self) -> Option<Outgoing> {
+        let queue = self.0.as_mut()?;
+        let item = queue.pop_front();
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        item
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|q| q.is_empty())
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&Outgoing) -> bool) {
+        if let Some(queue) = &mut self.0 {
+            queue.retain(keep);
+            if queue.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Outgoing> {
+        self.0.iter().flat_map(|q| q.iter())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
-    items: VecDeque<Outgoing>,
+    items: Items,
     bytes: usize,
     /// Set once a terminal item (close, cancel, overflow) is queued:
     /// nothing is queued after it.
     finished: bool,
     /// The connection task, when it waits for something to be queued.
     waker: Option<Waker>,
+    /// The links the connection sent requests to (told when it goes).
+    links: LinkIds,
 }
 
 /// One registered connection's outbox.
@@ -204,9 +259,6 @@ impl Outbox {
         if let Some(Outgoing::Data(data)) = &item {
             q.bytes = q.bytes.saturating_sub(data.len());
         }
-        if q.items.is_empty() && q.items.capacity() > 0 {
-            q.items = VecDeque::new();
-        }
         item
     }
 
@@ -232,6 +284,21 @@ impl Outbox {
                 _ => 0,
             })
             .sum();
+    }
+
+    /// Notes that the connection sent a request to `link`.
+    pub fn used(&self, link: LinkId) {
+        self.lock().links.add(link);
+    }
+
+    /// The links the connection sent requests to, first used first.
+    pub fn links(&self) -> Vec<LinkId> {
+        self.lock().links.as_slice().to_vec()
+    }
+
+    /// The link the connection used last.
+    pub fn last_link(&self) -> Option<LinkId> {
+        self.lock().links.as_slice().last().copied()
     }
 
     /// Whether anything is queued.

@@ -21,10 +21,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{info, warn, Instrument};
+use tracing::{info, warn};
 
 use crate::access::AccessLog;
 use crate::alarm::Alarms;
@@ -113,6 +111,9 @@ pub struct Server {
     counters: Counters,
     proxy: Proxy,
     alarms: Arc<Alarms>,
+    /// Told whenever a connection closes (the accept loop waits on it when
+    /// `kennel.max_connections` are open, the shutdown for the last one).
+    connection_closed: tokio::sync::Notify,
     /// The task that fires the alarms.
     alarm_driver: tokio::task::JoinHandle<()>,
 }
@@ -157,6 +158,7 @@ impl Server {
                 async move { alarms.drive().await }
             }),
             alarms,
+            connection_closed: tokio::sync::Notify::new(),
         }))
     }
 
@@ -194,6 +196,14 @@ impl Server {
         &self.counters
     }
 
+    /// A connection is gone: counts it out and wakes whoever waits for one.
+    pub fn connection_closed(&self) {
+        self.counters
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+        self.connection_closed.notify_waiters();
+    }
+
     /// The deadlines of waiting connections, and their shutdown call.
     pub fn alarms(&self) -> &Alarms {
         &self.alarms
@@ -214,19 +224,28 @@ impl Server {
     ) -> Result<(), ServerError> {
         let active = self.current();
         let settings = &active.snapshot.settings;
-        let connections = Arc::new(Semaphore::new(settings.kennel_max_connections));
+        let max = settings.kennel_max_connections as u64;
         let keepalive = settings.net_tcp_keepalive;
-        let tracker = TaskTracker::new();
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, server = %active.snapshot.server.uuid, "listening");
         }
-        loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = Arc::clone(&connections).acquire_owned() => p.expect("the semaphore is never closed"),
-            };
+        // The connection count is the counters' own (each connection counts
+        // itself in and out), so an idle connection carries no permit or
+        // tracker token; `connection_closed` wakes this loop.
+        'accept: loop {
+            loop {
+                // Made before the check, so a close in between is not missed.
+                let closed = self.connection_closed.notified();
+                if Counters::get(&self.counters.connections_open) < max {
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'accept,
+                    _ = closed => {}
+                }
+            }
             let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break 'accept,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -239,24 +258,24 @@ impl Server {
             if keepalive {
                 let _ = set_keepalive(&stream);
             }
-            let server = Arc::clone(self);
-            let span = tracing::debug_span!("conn", peer.addr = %peer);
-            tracker.spawn(
-                async move {
-                    connection::serve(stream, peer, server).await;
-                    drop(permit);
-                }
-                .instrument(span),
-            );
+            tokio::spawn(connection::serve(stream, peer, Arc::clone(self)));
         }
         drop(listener);
         // Idle connections close now; busy ones finish.
         self.alarms.shutdown();
-        tracker.close();
         let grace = Duration::from_millis(settings.kennel_shutdown_grace_ms);
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        let drained = tokio::time::timeout(grace, async {
+            while Counters::get(&self.counters.connections_open) > 0 {
+                let closed = self.connection_closed.notified();
+                if Counters::get(&self.counters.connections_open) == 0 {
+                    break;
+                }
+                closed.await;
+            }
+        });
+        if drained.await.is_err() {
             info!(
-                remaining = tracker.len(),
+                remaining = Counters::get(&self.counters.connections_open),
                 "shutdown grace period over; closing the rest"
             );
         }
@@ -265,6 +284,15 @@ impl Server {
             .await
             .ok();
         Ok(())
+    }
+
+    /// The handler link with `id` (the current config's, or one a
+    /// connection still names after a reload).
+    pub fn link(&self, id: crate::link::LinkId) -> Option<Arc<dyn Link>> {
+        if let Some(link) = self.current.load().links.iter().find(|l| l.id() == id) {
+            return Some(Arc::clone(link));
+        }
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).get(id)
     }
 
     /// Stops every link (blocking: joins their threads).

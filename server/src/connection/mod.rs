@@ -58,16 +58,18 @@ use crate::config::Target;
 use crate::dir::{self, DirRequest};
 use crate::http::framing::Outcome;
 use crate::http::{self, BodyKind, ChunkedDecoder, Head, HttpError};
-use crate::link::{Handoff, Link, LinkRequest};
+use crate::link::{Handoff, LinkRequest};
 use crate::registry::{Outbox, Outgoing};
 use crate::server::{Active, Counters, Server};
 
 use responses::{Local, Owed, Responses};
 pub use transport::Transport;
 
-/// Read buffer growth step: one typical request head, and the size of
-/// Mongrel2's whole per-connection buffer.
-const READ_CHUNK: usize = 4096;
+/// Read buffer growth step: 2 KiB, a typical request head with room to
+/// spare (browsers send 0.5–1.5 KiB; a larger head grows the buffer). It
+/// is allocated per request and given back when the connection is idle,
+/// so it is what a burst of new connections holds at once.
+const READ_CHUNK: usize = 2048;
 
 /// The `DOWNLOAD_CREDITS` a handler is first given with
 /// `download.flow_control = 1`: Mongrel2's `MAX_CREDITS`, 100 KiB.
@@ -152,37 +154,23 @@ enum Event {
     Shutdown,
 }
 
-/// The links a connection has sent requests to (told when it goes).
-#[derive(Debug, Default)]
-enum LinksUsed {
-    #[default]
-    None,
-    One(Arc<dyn Link>),
-    Many(Vec<Arc<dyn Link>>),
+/// The client's address, compact: an IP and a port (20 bytes where a
+/// `SocketAddr` takes 32; an idle connection is mostly its fields).
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    ip: std::net::IpAddr,
+    port: u16,
 }
 
-impl LinksUsed {
-    fn add(&mut self, link: &Arc<dyn Link>) {
-        match self {
-            LinksUsed::None => *self = LinksUsed::One(Arc::clone(link)),
-            LinksUsed::One(one) if one.id() == link.id() => {}
-            LinksUsed::One(one) => {
-                *self = LinksUsed::Many(vec![Arc::clone(one), Arc::clone(link)]);
-            }
-            LinksUsed::Many(many) => {
-                if !many.iter().any(|l| l.id() == link.id()) {
-                    many.push(Arc::clone(link));
-                }
-            }
-        }
+impl Peer {
+    fn addr(self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
     }
+}
 
-    fn as_slice(&self) -> &[Arc<dyn Link>] {
-        match self {
-            LinksUsed::None => &[],
-            LinksUsed::One(link) => std::slice::from_ref(link),
-            LinksUsed::Many(links) => links,
-        }
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr().fmt(f)
     }
 }
 
@@ -316,7 +304,13 @@ impl ReadProgress {
 }
 
 /// Serves one client until it or the server is done.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<Server>) {
+pub fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<Server>,
+) -> impl std::future::Future<Output = ()> + Send {
+    // Built here, not inside the async block: the block then holds the
+    // connection once, with no copy of its arguments beside it.
     let _ = stream.set_nodelay(true);
     let counters = server.counters();
     Counters::bump(&counters.connections_accepted);
@@ -324,28 +318,48 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, server: Arc<Server>) {
     let active = server.current();
     let mut conn = Connection {
         transport: Transport::Plain(stream),
-        peer,
+        peer: Peer {
+            ip: peer.ip(),
+            port: peer.port(),
+        },
         server,
         active,
         buf: BytesMut::new(),
         phase: Phase::Http { started: None },
         responses: Responses::default(),
         outbox: None,
-        links: LinksUsed::None,
         idle_deadline: Instant::now(),
         alarm: Alarm::default(),
         credits_announced: false,
     };
     conn.touch();
-    let end = conn.run().await;
-    // Boxed: closing (a last write, lingering) is not part of an idle
-    // connection's future.
-    Box::pin(conn.finish(end)).await;
+    async move {
+        let end = conn.run().await;
+        // Boxed: closing (a last write, lingering) is not part of an idle
+        // connection's future.
+        Box::pin(conn.finish(end)).await;
+    }
+}
+
+/// A boxed step of a request: routing, files, bodies, writing. Boxed so an
+/// idle connection's future does not carry these large state machines.
+type Step<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<End>, ConnError>> + Send + 'a>,
+>;
+
+/// What the buffer held.
+enum Parsed<'a> {
+    /// A request, being handled.
+    Request(Step<'a>),
+    /// A refusal was queued: write it.
+    Refused,
+    /// Not a whole head (or not now).
+    Nothing,
 }
 
 struct Connection {
     transport: Transport,
-    peer: SocketAddr,
+    peer: Peer,
     server: Arc<Server>,
     /// The config the current request is served from (refreshed per
     /// request, so a reload applies from the next one).
@@ -355,7 +369,6 @@ struct Connection {
     responses: Responses,
     /// Set once the connection talked to a handler: its registry entry.
     outbox: Option<Arc<Outbox>>,
-    links: LinksUsed,
     /// When an idle connection (or one waiting for a handler) is closed.
     idle_deadline: Instant,
     /// Its place in the server's alarms while it waits.
@@ -395,34 +408,35 @@ impl Connection {
                     Err(e) => return e.end(),
                 }
             }
-            if self.may_parse() {
-                self.server.refresh(&mut self.active);
-                match http::parse_head(&mut self.buf, &self.active.limits) {
-                    Ok(Some(head)) => {
-                        // Boxed for the same reason: routing, files, bodies.
-                        match Box::pin(self.handle(head)).await {
-                            Ok(None) => {}
-                            Ok(Some(end)) => return end,
-                            Err(e) => {
-                                debug!(peer = %self.peer, error = %e, "connection ended reading a request");
-                                return e.end();
-                            }
-                        }
-                        continue;
-                    }
-                    Ok(None) => self.request_started(),
-                    Err(e) => {
-                        debug!(peer = %self.peer, error = %e, "bad request");
-                        self.refuse(e.status());
-                        continue;
-                    }
+            let handled = match self.next_request() {
+                Parsed::Request(step) => Some(step.await),
+                Parsed::Refused => continue,
+                Parsed::Nothing => None,
+            };
+            match handled {
+                Some(Ok(None)) => continue,
+                Some(Ok(Some(end))) => return end,
+                Some(Err(e)) => {
+                    debug!(peer = %self.peer, error = %e, "connection ended reading a request");
+                    return e.end();
                 }
+                None => {}
             }
             if self.buf.is_empty() {
                 // Give an idle connection's buffer back.
                 self.buf = BytesMut::new();
             }
-            match self.wait().await {
+            // One hand-written poll, made in a block so the idle future holds
+            // nothing but it.
+            let event = {
+                let deadline = self.deadline();
+                let idle = self.buf.is_empty() && self.responses.is_empty();
+                let read = self.may_read();
+                let conn = &mut *self;
+                std::future::poll_fn(move |cx| conn.poll_wait(deadline, idle, read, cx))
+            }
+            .await;
+            match event {
                 Ok(Event::Read(0)) => return End::Close,
                 Ok(Event::Read(_) | Event::Outbox) => {}
                 Ok(Event::Timeout) => return self.timed_out(),
@@ -431,6 +445,28 @@ impl Connection {
                     debug!(peer = %self.peer, error = %e, "connection ended");
                     return e.end();
                 }
+            }
+        }
+    }
+
+    /// Parses the next request in the buffer, if one may be read now, and
+    /// starts handling it. Synchronous, so the parsed head is never part of
+    /// the run loop's future.
+    fn next_request(&mut self) -> Parsed<'_> {
+        if !self.may_parse() {
+            return Parsed::Nothing;
+        }
+        self.server.refresh(&mut self.active);
+        match http::parse_head(&mut self.buf, &self.active.limits) {
+            Ok(Some(head)) => Parsed::Request(Box::pin(self.handle(head))),
+            Ok(None) => {
+                self.request_started();
+                Parsed::Nothing
+            }
+            Err(e) => {
+                debug!(peer = %self.peer, error = %e, "bad request");
+                self.refuse(e.status());
+                Parsed::Refused
             }
         }
     }
@@ -518,57 +554,56 @@ impl Connection {
         End::Close
     }
 
-    /// Waits for bytes from the client, something in the outbox, a timeout
-    /// or shutdown. One hand-written poll: the deadline and the shutdown
-    /// call come from the server's [`crate::alarm::Alarms`], and the
-    /// outbox and the socket keep the waker themselves, so an idle
-    /// connection's future holds no timer or waiter of its own.
-    async fn wait(&mut self) -> Result<Event, ConnError> {
-        let deadline = self.deadline();
-        let idle = self.buf.is_empty() && self.responses.is_empty();
-        let read = self.may_read();
-        std::future::poll_fn(|cx| {
-            if let Some(outbox) = &self.outbox {
-                if outbox.poll_ready(cx).is_ready() {
-                    return Poll::Ready(Ok(Event::Outbox));
-                }
+    /// Polls for bytes from the client, something in the outbox, a
+    /// timeout or shutdown. The deadline and the shutdown call come from the
+    /// server's [`crate::alarm::Alarms`], and the outbox and the socket keep
+    /// the waker themselves, so an idle connection's future holds no timer
+    /// or waiter of its own.
+    fn poll_wait(
+        &mut self,
+        deadline: Instant,
+        idle: bool,
+        read: bool,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<Event, ConnError>> {
+        if let Some(outbox) = &self.outbox {
+            if outbox.poll_ready(cx).is_ready() {
+                return Poll::Ready(Ok(Event::Outbox));
             }
-            match self
-                .server
-                .alarms()
-                .poll(&mut self.alarm, deadline, idle, cx)
-            {
-                Poll::Ready(Ring::Deadline) => return Poll::Ready(Ok(Event::Timeout)),
-                Poll::Ready(Ring::Shutdown) => return Poll::Ready(Ok(Event::Shutdown)),
-                Poll::Pending => {}
-            }
-            if !read {
-                return Poll::Pending;
-            }
-            // `poll_read_ready` first: it parks the waker in the socket's
-            // own slot, and the buffer is only allocated once there is
-            // something to read. Then `poll_read_buf` (not `try_read_buf`):
-            // a read that does not fill the buffer tells tokio the socket is
-            // drained, which saves the second `recv` that would only say
-            // EAGAIN.
-            if let Err(e) = std::task::ready!(self.transport.poll_read_ready(cx)) {
-                return Poll::Ready(Err(e.into()));
-            }
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(READ_CHUNK);
-            }
-            let read = tokio_util::io::poll_read_buf(
-                std::pin::Pin::new(&mut self.transport),
-                cx,
-                &mut self.buf,
-            );
-            if read.is_pending() && self.buf.is_empty() {
-                // Readiness was stale: stay idle without a buffer.
-                self.buf = BytesMut::new();
-            }
-            read.map(|r| r.map(Event::Read).map_err(Into::into))
-        })
-        .await
+        }
+        match self
+            .server
+            .alarms()
+            .poll(&mut self.alarm, deadline, idle, cx)
+        {
+            Poll::Ready(Ring::Deadline) => return Poll::Ready(Ok(Event::Timeout)),
+            Poll::Ready(Ring::Shutdown) => return Poll::Ready(Ok(Event::Shutdown)),
+            Poll::Pending => {}
+        }
+        if !read {
+            return Poll::Pending;
+        }
+        // `poll_read_ready` first: it parks the waker in the socket's own
+        // slot, and the buffer is only allocated once there is something
+        // to read. Then `poll_read_buf` (not `try_read_buf`): a read that
+        // does not fill the buffer tells tokio the socket is drained, which
+        // saves the second `recv` that would only say EAGAIN.
+        if let Err(e) = std::task::ready!(self.transport.poll_read_ready(cx)) {
+            return Poll::Ready(Err(e.into()));
+        }
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let read = tokio_util::io::poll_read_buf(
+            std::pin::Pin::new(&mut self.transport),
+            cx,
+            &mut self.buf,
+        );
+        if read.is_pending() && self.buf.is_empty() {
+            // Readiness was stale: stay idle without a buffer.
+            self.buf = BytesMut::new();
+        }
+        read.map(|r| r.map(Event::Read).map_err(Into::into))
     }
 
     /// Reads more bytes into the buffer for a request in progress; an error
@@ -672,7 +707,9 @@ impl Connection {
                     .serve_dir(&head, &active, i, route.prefix)
                     .await
                     .map(|()| None),
-                Target::Proxy(i) => self.proxy(&head, &active, i).await,
+                // Boxed: only proxied requests carry the HTTP client's
+                // state machine.
+                Target::Proxy(i) => Box::pin(self.proxy(&head, &active, i)).await,
             },
         };
         self.touch();
@@ -713,44 +750,13 @@ impl Connection {
                 return Ok(());
             }
         }
-        if head.expects_continue() && head.body() != BodyKind::None && self.responses.is_empty() {
-            // Only when nothing is owed before it: an interim response
-            // must not overtake earlier responses (a client waiting for
-            // it sends the body after its own timeout anyway).
-            self.write_all(http::CONTINUE).await?;
-        }
         let body = match head.body() {
-            BodyKind::Length(n) if n > max as u64 => {
-                return self
-                    .upload(
-                        head,
-                        active,
-                        handler,
-                        pattern,
-                        Bytes::new(),
-                        upload::Source::Length(n),
-                    )
-                    .await;
-            }
-            BodyKind::Chunked if uploads => match self.read_chunked_or_outgrow(max).await {
-                Ok(Ok(body)) => body,
-                Ok(Err((first, decoder))) => {
-                    return self
-                        .upload(
-                            head,
-                            active,
-                            handler,
-                            pattern,
-                            first,
-                            upload::chunked_source(decoder),
-                        )
-                        .await;
-                }
-                Err(e) => return self.refuse_body(head, e),
-            },
-            kind => match self.read_body(kind, max).await {
-                Ok(body) => body,
-                Err(e) => return self.refuse_body(head, e),
+            BodyKind::None => Bytes::new(),
+            // Boxed: bodies (and their 100 Continue) are read in a state
+            // machine of their own, not carried by every request.
+            _ => match Box::pin(self.read_handler_body(head, active, handler, pattern)).await? {
+                Some(body) => body,
+                None => return Ok(()),
             },
         };
         let outbox = self.register();
@@ -764,14 +770,14 @@ impl Connection {
             head,
             pattern,
             body: &body,
-            peer: self.peer,
+            peer: self.peer.addr(),
             conn_id: outbox.id(),
             url_scheme: active.url_scheme,
             clobber_forwarded_for: !settings.no_clobber_xff,
             method: None,
             extra,
         };
-        self.links.add(link);
+        outbox.used(link.id());
         let handoff = if websocket::is_upgrade(head) {
             if self.start_websocket(head, link, pattern, request) {
                 Handoff::Sent
@@ -794,6 +800,63 @@ impl Connection {
         // it never sees the handler's status.
         self.log(head, 200, body.len());
         Ok(())
+    }
+
+    /// Reads a handler request's body: into memory, or down the upload
+    /// path when it is too large (then `None`: the upload took care of the
+    /// request), or refused (`None` too, the refusal queued).
+    async fn read_handler_body(
+        &mut self,
+        head: &Head,
+        active: &Active,
+        handler: usize,
+        pattern: &str,
+    ) -> Result<Option<Bytes>, ConnError> {
+        let settings = &active.snapshot.settings;
+        let max = settings.limits_content_length;
+        let uploads = upload::enabled(settings);
+        if head.expects_continue() && self.responses.is_empty() {
+            // Only when nothing is owed before it: an interim response
+            // must not overtake earlier responses (a client waiting for
+            // it sends the body after its own timeout anyway).
+            self.write_all(http::CONTINUE).await?;
+        }
+        let body = match head.body() {
+            BodyKind::Length(n) if n > max as u64 => {
+                // Boxed: only uploads carry the upload state machine.
+                Box::pin(self.upload(
+                    head,
+                    active,
+                    handler,
+                    pattern,
+                    Bytes::new(),
+                    upload::Source::Length(n),
+                ))
+                .await?;
+                return Ok(None);
+            }
+            BodyKind::Chunked if uploads => match self.read_chunked_or_outgrow(max).await {
+                Ok(Ok(body)) => body,
+                Ok(Err((first, decoder))) => {
+                    Box::pin(self.upload(
+                        head,
+                        active,
+                        handler,
+                        pattern,
+                        first,
+                        upload::chunked_source(decoder),
+                    ))
+                    .await?;
+                    return Ok(None);
+                }
+                Err(e) => return self.refuse_body(head, e).map(|()| None),
+            },
+            kind => match self.read_body(kind, max).await {
+                Ok(body) => body,
+                Err(e) => return self.refuse_body(head, e).map(|()| None),
+            },
+        };
+        Ok(Some(body))
     }
 
     /// A body that could not be read: the client's fault (its status), or
@@ -924,7 +987,8 @@ impl Connection {
                     debug!(peer = %self.peer, "ctl credits with no upload streaming; ignored");
                 }
                 Outgoing::SendFile(path) => {
-                    if let Some(end) = self.send_handler_file(path).await? {
+                    // Boxed: the rare sendfile reply's state machine.
+                    if let Some(end) = Box::pin(self.send_handler_file(path)).await? {
                         return Ok(Some(end));
                     }
                 }
@@ -1079,15 +1143,19 @@ impl Connection {
         if n == 0 || !self.active.snapshot.settings.download_flow_control {
             return;
         }
-        if let (Some(outbox), Some(link)) = (&self.outbox, self.links.as_slice().last()) {
-            link.credits(outbox.id(), n);
+        if let Some(outbox) = &self.outbox {
+            if let Some(link) = outbox.last_link().and_then(|id| self.server.link(id)) {
+                link.credits(outbox.id(), n);
+            }
         }
     }
 
     async fn write_local(&mut self, response: Local) -> Result<(), ConnError> {
         match response {
             Local::Bytes(bytes) => self.write_all(&bytes).await,
-            Local::Dir(response) => self.send_dir(*response).await,
+            // Boxed: a file's state machine (sendfile, deadlines) is only
+            // needed while one is sent.
+            Local::Dir(response) => Box::pin(self.send_dir(*response)).await,
         }
     }
 
@@ -1243,7 +1311,7 @@ impl Connection {
             let host = head.host().unwrap_or(b"");
             log.record(
                 host,
-                &self.peer,
+                &self.peer.addr(),
                 head.method(),
                 head.path(),
                 head.version().as_str(),
@@ -1270,7 +1338,11 @@ impl Connection {
         if let Some(outbox) = self.outbox.take() {
             self.server.registry().unregister(outbox.id());
             if end != (End::Abort { cancelled: true }) {
-                for link in self.links.as_slice() {
+                for link in outbox
+                    .links()
+                    .into_iter()
+                    .filter_map(|id| self.server.link(id))
+                {
                     link.disconnect(outbox.id());
                 }
             }
@@ -1279,7 +1351,6 @@ impl Connection {
         if end == End::Linger {
             self.linger().await;
         }
-        counters_closed(&self.server);
     }
 
     /// nginx's lingering close: shut the write side down, then read and
@@ -1315,11 +1386,13 @@ impl Connection {
     }
 }
 
-fn counters_closed(server: &Server) {
-    server
-        .counters()
-        .connections_open
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+impl Drop for Connection {
+    /// Counted out however the connection ends (a panic included), so the
+    /// open count the accept loop and the shutdown wait on stays true.
+    fn drop(&mut self) {
+        self.server.alarms().cancel(&mut self.alarm);
+        self.server.connection_closed();
+    }
 }
 
 /// Why a request's body could not be read.
@@ -1351,7 +1424,8 @@ mod size_tests {
     /// talked to a handler). The benchmark target is at most 1 KiB of
     /// memory per idle keep-alive connection; tokio rounds a task up to
     /// 128-byte steps and adds about 100 bytes, so the future must stay
-    /// near 500 bytes. A change that inlines a request's state machine, a
+    /// under about 280 bytes (272 in a release build, 280 in a debug one
+    /// as of this writing) for the task to take 384. A change that inlines a request's state machine, a
     /// timer or a waiter here (instead of boxing it, or keeping it in the
     /// server's alarms) fails this test.
     #[test]
@@ -1381,7 +1455,7 @@ mod size_tests {
             let server = Server::start(snapshot).unwrap();
             let fut = serve(stream, peer, server);
             let bytes = size(&fut);
-            assert!(bytes <= 700, "the connection future grew to {bytes} bytes");
+            assert!(bytes <= 320, "the connection future grew to {bytes} bytes");
         });
     }
 }

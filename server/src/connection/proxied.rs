@@ -78,7 +78,7 @@ impl Connection {
         let request = match proxy::build_request(
             head,
             (&backend.addr, backend.port),
-            self.peer,
+            self.peer.addr(),
             active.url_scheme,
             body,
         ) {

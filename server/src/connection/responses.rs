@@ -10,8 +10,8 @@
 //! connection that owes it nothing (a push to an open connection, as
 //! Mongrel2 allows) are written as they come, between responses.
 //!
-//! The first entry lives inline, so a connection that is not pipelining
-//! never allocates for this queue.
+//! The queue is boxed (see [`Responses`]): a connection that owes nothing
+//! holds no entry.
 
 use std::collections::VecDeque;
 
@@ -56,16 +56,22 @@ impl Owed {
 }
 
 /// The queue of responses owed.
+///
+/// Boxed, so that a connection that owes nothing carries two null
+/// pointers: the box of the first is made per request, the rest's only for
+/// a pipelining client.
 #[derive(Debug, Default)]
 pub struct Responses {
-    first: Option<Owed>,
-    rest: VecDeque<Owed>,
+    first: Option<Box<Owed>>,
+    // Boxed on purpose: the header stays off the connection.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<VecDeque<Owed>>>,
 }
 
 impl Responses {
     /// How many responses are owed.
     pub fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
     }
 
     /// Whether none is.
@@ -77,31 +83,36 @@ impl Responses {
     pub fn awaits_handler(&self) -> bool {
         self.first
             .iter()
-            .chain(self.rest.iter())
+            .map(|b| &**b)
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
             .any(|o| matches!(o, Owed::Handler { .. }))
     }
 
     /// Adds a response owed after all the others.
     pub fn push(&mut self, owed: Owed) {
         if self.first.is_none() {
-            self.first = Some(owed);
+            self.first = Some(Box::new(owed));
         } else {
-            self.rest.push_back(owed);
+            self.rest
+                .get_or_insert_with(Default::default)
+                .push_back(owed);
         }
     }
 
     /// The response to write next.
     pub fn front(&mut self) -> Option<&mut Owed> {
-        self.first.as_mut()
+        self.first.as_deref_mut()
     }
 
     /// Removes the front response.
     pub fn pop(&mut self) -> Option<Owed> {
-        let front = self.first.take();
-        self.first = self.rest.pop_front();
-        if self.rest.is_empty() && self.rest.capacity() > 0 {
-            // Give a pipelining burst's memory back once it is over.
-            self.rest = VecDeque::new();
+        let front = self.first.take().map(|b| *b);
+        if let Some(rest) = &mut self.rest {
+            self.first = rest.pop_front().map(Box::new);
+            if rest.is_empty() {
+                // Give a pipelining burst's memory back once it is over.
+                self.rest = None;
+            }
         }
         front
     }
@@ -109,6 +120,6 @@ impl Responses {
     /// Drops every owed response (the connection is ending).
     pub fn clear(&mut self) {
         self.first = None;
-        self.rest = VecDeque::new();
+        self.rest = None;
     }
 }

@@ -126,8 +126,9 @@ impl Connection {
             return Ok(());
         };
         let link = Arc::clone(&active.links[handler]);
-        self.links.add(&link);
-        let conn_id = self.register().id();
+        let outbox = self.register();
+        outbox.used(link.id());
+        let conn_id = outbox.id();
         // The response the handler owes; its bytes may come early (a
         // refusal) and then go out in order.
         self.responses.push(Owed::handler(head.method()));
@@ -140,7 +141,7 @@ impl Connection {
             head,
             pattern,
             body: &[],
-            peer: self.peer,
+            peer: self.peer.addr(),
             conn_id,
             url_scheme: active.url_scheme,
             clobber_forwarded_for: !settings.no_clobber_xff,

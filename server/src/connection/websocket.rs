@@ -144,7 +144,7 @@ impl Connection {
                 head: &ws.head,
                 pattern: &ws.pattern,
                 body: &message.payload,
-                peer: self.peer,
+                peer: self.peer.addr(),
                 conn_id,
                 url_scheme: self.active.url_scheme,
                 clobber_forwarded_for: !self.active.snapshot.settings.no_clobber_xff,

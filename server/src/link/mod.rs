@@ -137,6 +137,44 @@ pub trait Link: Send + Sync + std::fmt::Debug {
     fn is_up(&self) -> bool;
 }
 
+/// The links a connection has sent requests to (each is told when it
+/// goes), by id: usually one, kept without an allocation.
+#[derive(Debug, Default)]
+pub enum LinkIds {
+    /// None yet.
+    #[default]
+    None,
+    /// One.
+    One(LinkId),
+    /// Several.
+    Many(Box<Vec<LinkId>>),
+}
+
+impl LinkIds {
+    /// Adds `id` unless it is there already.
+    pub fn add(&mut self, id: LinkId) {
+        match self {
+            LinkIds::None => *self = LinkIds::One(id),
+            LinkIds::One(one) if *one == id => {}
+            LinkIds::One(one) => *self = LinkIds::Many(Box::new(vec![*one, id])),
+            LinkIds::Many(many) => {
+                if !many.contains(&id) {
+                    many.push(id);
+                }
+            }
+        }
+    }
+
+    /// The ids, in the order first used.
+    pub fn as_slice(&self) -> &[LinkId] {
+        match self {
+            LinkIds::None => &[],
+            LinkIds::One(id) => std::slice::from_ref(id),
+            LinkIds::Many(ids) => ids,
+        }
+    }
+}
+
 /// Every link of a server, by `send_spec` + `recv_spec`: what a snapshot's
 /// handlers are resolved against.
 ///
@@ -194,6 +232,14 @@ impl LinkTable {
             resolved.push(link);
         }
         Ok(resolved)
+    }
+
+    /// The link with `id`, while the table has it.
+    pub fn get(&self, id: LinkId) -> Option<Arc<dyn Link>> {
+        self.links
+            .values()
+            .find(|l| l.id() == id)
+            .map(|l| Arc::clone(l) as Arc<dyn Link>)
     }
 
     /// Stops every link (queued requests get a short linger to leave).
