@@ -188,6 +188,13 @@ impl ResponseScanner {
             }
             return bytes.len();
         };
+        if self.held.len() + end > MAX_RESPONSE_HEAD {
+            // Too long, even though its end is here: unframed, as when the
+            // same head arrives in pieces.
+            self.held = Vec::new();
+            self.state = State::UntilClose;
+            return end;
+        }
         let framing = if self.held.is_empty() {
             framing(&bytes[..end], self.head_request)
         } else {
@@ -551,5 +558,39 @@ mod tests {
         }
         assert_eq!(outcome, Some(Outcome::UntilClose { status: None }));
         assert!(scanner.held.capacity() == 0);
+    }
+
+    /// A complete head over the limit is unframed whether it comes in one
+    /// piece or several; one at the limit is followed either way.
+    #[test]
+    fn the_head_limit_does_not_depend_on_the_pieces() {
+        let head = |len: usize| {
+            let start = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: ";
+            let mut head = start.to_vec();
+            head.resize(len - 4, b'a');
+            head.extend_from_slice(b"\r\n\r\n");
+            head
+        };
+        for (len, framed) in [
+            (MAX_RESPONSE_HEAD, true),
+            (MAX_RESPONSE_HEAD + 1, false),
+            (70_000, false),
+        ] {
+            let mut stream = head(len);
+            stream.extend_from_slice(b"ok");
+            let expected = if framed {
+                vec![complete(stream.len(), 200)]
+            } else {
+                vec![(stream.len(), Outcome::UntilClose { status: None })]
+            };
+            let whole = responses(&stream, false, &[]);
+            let cuts: Vec<usize> = (1024..stream.len()).step_by(1024).collect();
+            let pieces = responses(&stream, false, &cuts);
+            assert_eq!(
+                (whole, pieces),
+                (expected.clone(), expected),
+                "{len}-byte head"
+            );
+        }
     }
 }

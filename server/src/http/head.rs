@@ -377,7 +377,8 @@ fn check_line_lengths(head: &[u8], limits: &Limits) -> Result<(), HttpError> {
 }
 
 /// Bytes of the request line (after leading empty lines), without its line
-/// end, and whether its line end has been seen.
+/// end, and whether its line end has been seen. A CR at the very end of an
+/// unfinished line is the start of its line end, so it is left out too.
 fn request_line(window: &[u8]) -> (&[u8], bool) {
     let start = window
         .iter()
@@ -386,7 +387,7 @@ fn request_line(window: &[u8]) -> (&[u8], bool) {
     let rest = &window[start..];
     match rest.iter().position(|&b| b == b'\n') {
         Some(nl) => (rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]), true),
-        None => (rest, false),
+        None => (rest.strip_suffix(b"\r").unwrap_or(rest), false),
     }
 }
 

@@ -91,8 +91,14 @@ pub fn plan_ranges(value: &[u8], size: u64) -> Ranges {
     if ranges.is_empty() {
         return Ranges::Unsatisfiable;
     }
-    if ranges.len() > 1 && ranges.iter().map(|&(_, n)| n).sum::<u64>() > size {
-        return Ranges::Full;
+    if ranges.len() > 1 {
+        // Checked: near `u64::MAX` a few ranges add up to more than a u64.
+        let total = ranges
+            .iter()
+            .try_fold(0u64, |total, &(_, n)| total.checked_add(n));
+        if total.is_none_or(|total| total > size) {
+            return Ranges::Full;
+        }
     }
     Ranges::Some(ranges)
 }
@@ -206,6 +212,19 @@ mod tests {
             Ranges::Some(vec![(1, 1)])
         );
         assert_eq!(plan_ranges(b"bytes=0-1,2", 10), Ranges::Full);
+    }
+
+    /// Found by the `range` fuzz target: the sum of several ranges of a
+    /// huge representation overflowed (a panic with overflow checks on).
+    #[test]
+    fn ranges_of_a_huge_representation_do_not_overflow() {
+        let max = u64::MAX;
+        let value = format!("bytes=-{max},-{max}");
+        assert_eq!(plan_ranges(value.as_bytes(), max), Ranges::Full);
+        assert_eq!(
+            plan_ranges(b"bytes=0-0,-1", max),
+            Ranges::Some(vec![(0, 1), (max - 1, 1)])
+        );
     }
 
     #[test]
