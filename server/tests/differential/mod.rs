@@ -11,6 +11,8 @@
 //! own the verdicts: the test file says what must be equal and which
 //! documented differences are expected.
 
+#![allow(dead_code)] // each test file uses its own part of it
+
 pub mod databases;
 
 use std::io::Write;
@@ -101,24 +103,8 @@ impl Site {
     /// as another user it never does), `server.daemonize = 0`, one host and
     /// two handler routes.
     pub fn new(kind: DbKind) -> Site {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("run")).unwrap();
-        std::fs::create_dir_all(root.join("logs")).unwrap();
-        let port = free_port();
-        let root_text = root.display();
-        let rows = SiteRows {
-            server: ServerRow {
-                uuid: SERVER_UUID.into(),
-                name: "diff".into(),
-                access_log: format!("{root_text}/logs/access.log"),
-                error_log: format!("{root_text}/logs/error.log"),
-                chroot: String::new(),
-                pid_file: format!("{root_text}/run/mongrel2.pid"),
-                default_host: "localhost".into(),
-                bind_addr: "127.0.0.1".into(),
-                port,
-            },
+        Site::build(kind, |server, root| SiteRows {
+            server,
             hosts: vec![HostRows {
                 name: "localhost".into(),
                 matching: "localhost".into(),
@@ -148,8 +134,32 @@ impl Site {
             dirs: Vec::new(),
             proxies: Vec::new(),
             settings: vec![("server.daemonize".into(), "0".into())],
+        })
+    }
+
+    /// A site of `kind` whose rows `rows` makes from the server row (uuid
+    /// [`SERVER_UUID`], `chroot = ''`, on a free loopback port, with its
+    /// logs and pid file under `run/` and `logs/` in the temp dir) and the
+    /// temp dir.
+    pub fn build(kind: DbKind, rows: impl FnOnce(ServerRow, &Path) -> SiteRows) -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::fs::create_dir_all(root.join("logs")).unwrap();
+        let port = free_port();
+        let root_text = root.display();
+        let server = ServerRow {
+            uuid: SERVER_UUID.into(),
+            name: "diff".into(),
+            access_log: format!("{root_text}/logs/access.log"),
+            error_log: format!("{root_text}/logs/error.log"),
+            chroot: String::new(),
+            pid_file: format!("{root_text}/run/mongrel2.pid"),
+            default_host: "localhost".into(),
+            bind_addr: "127.0.0.1".into(),
+            port,
         };
-        let db = kind.make(&rows, root);
+        let db = kind.make(&rows(server, root), root);
         Site { dir, db, port }
     }
 
