@@ -33,7 +33,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use differential::databases::{DbKind, HandlerRow, HostRows, SiteRows, TargetRow};
-use differential::{find_mongrel2, Kennel, Mongrel2, Site};
+use differential::{kennel, mongrel2, Served, Site, Start};
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::{Message, WebSocket};
@@ -59,38 +59,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
 
 const INSTALL: &str = "`bash tests/setup.sh` installs everything the tests need";
-
-/// The server under test, running on a site.
-enum Served {
-    Mongrel2(Mongrel2),
-    Kennel(Kennel),
-}
-
-impl Served {
-    fn addr(&self) -> std::net::SocketAddr {
-        match self {
-            Served::Mongrel2(m) => m.addr,
-            Served::Kennel(k) => k.addr,
-        }
-    }
-
-    fn stop(self) {
-        match self {
-            Served::Mongrel2(m) => m.stop(),
-            Served::Kennel(k) => k.stop(),
-        }
-    }
-}
-
-type Start = fn(&Site) -> Served;
-
-fn mongrel2(site: &Site) -> Served {
-    Served::Mongrel2(Mongrel2::start(&find_mongrel2(), site))
-}
-
-fn kennel(site: &Site) -> Served {
-    Served::Kennel(Kennel::start(site))
-}
 
 /// Holds the exclusive lock on [`PORT_LOCK`] while it lives.
 struct PortLock(#[allow(dead_code)] nix::fcntl::Flock<File>);

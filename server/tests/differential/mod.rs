@@ -14,6 +14,7 @@
 #![allow(dead_code)] // each test file uses its own part of it
 
 pub mod databases;
+pub mod websocket;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -347,6 +348,42 @@ impl Kennel {
             server.stop().expect("kennel serves");
         }
     }
+}
+
+/// The server under test, running on a site: for tests that take the
+/// server as a parameter ([`Start`]) and run the same checks on both.
+pub enum Served {
+    Mongrel2(Mongrel2),
+    Kennel(Kennel),
+}
+
+impl Served {
+    pub fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Served::Mongrel2(m) => m.addr,
+            Served::Kennel(k) => k.addr,
+        }
+    }
+
+    pub fn stop(self) {
+        match self {
+            Served::Mongrel2(m) => m.stop(),
+            Served::Kennel(k) => k.stop(),
+        }
+    }
+}
+
+/// Starts a server on a site.
+pub type Start = fn(&Site) -> Served;
+
+/// Mongrel2 1.12 (`mongrel2 DB UUID`).
+pub fn mongrel2(site: &Site) -> Served {
+    Served::Mongrel2(Mongrel2::start(&find_mongrel2(), site))
+}
+
+/// Kennel, in this process.
+pub fn kennel(site: &Site) -> Served {
+    Served::Kennel(Kennel::start(site))
 }
 
 /// A capture handler for one route: a raw PULL socket on the route's
