@@ -96,7 +96,8 @@ EOF
         echo "  curl $url/py/"
     fi
     cat <<EOF
-or open $url/chat in two browser windows.
+or open $url/chat in two browser windows (or $url/ws-chat.html, the
+same chat over a WebSocket, once the server speaks WebSocket: Mongrel2 does).
 Ctrl-C stops Kennel and the handlers.
 
 EOF
@@ -131,7 +132,9 @@ if [[ $up == no ]]; then
     exit 1
 fi
 
-paths=(/ /hello /stream /users/7)
+# /ws-chat.html is only the page: its WebSocket is not checked here (Kennel
+# does not serve WebSockets yet; a plain GET of /ws/chat is the handler's 426).
+paths=(/ /hello /stream /users/7 /ws-chat.html)
 if [[ $python == yes ]]; then
     paths+=(/py/)
 fi

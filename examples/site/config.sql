@@ -16,8 +16,9 @@ VALUES (1, 'b5a7c1e4-3f0d-4c38-9a1e-6f2d8c7b9e01', 'example',
 
 INSERT INTO host (id, server_id, name, matching) VALUES (1, 1, 'localhost', 'localhost');
 
--- The Rust example handler (examples/hello-handler) serves /hello, /stream
--- and /chat; its send_ident is the UUID it puts in front of replies.
+-- The Rust example handler (examples/hello-handler) serves /hello, /stream,
+-- /chat and the WebSocket /ws/chat; its send_ident is the UUID it puts in
+-- front of replies.
 INSERT INTO handler (id, send_spec, send_ident, recv_spec, recv_ident, raw_payload, protocol)
 VALUES (1, 'tcp://127.0.0.1:9997', '9a3e1c52-7b64-4d0e-8f21-c5d4b3a29e10',
            'tcp://127.0.0.1:9996', '9a3e1c52-7b64-4d0e-8f21-c5d4b3a29e10', 0, 'tnetstring');
@@ -35,6 +36,7 @@ INSERT INTO route (path, host_id, target_id, target_type) VALUES
     ('/hello',   1, 1, 'handler'),
     ('/stream',  1, 1, 'handler'),
     ('/chat',    1, 1, 'handler'),
+    ('/ws/chat', 1, 1, 'handler'),
     ('/py/',     1, 2, 'handler'),
     ('/users/(\d+)$', 1, 1, 'handler');
 

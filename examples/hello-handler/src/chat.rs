@@ -81,6 +81,13 @@ impl Room {
         removed
     }
 
+    /// Whether `conn_id` of `sender` is a listener.
+    pub fn contains(&self, sender: &str, conn_id: u64) -> bool {
+        self.listeners
+            .get(sender)
+            .is_some_and(|ids| ids.contains(&conn_id))
+    }
+
     /// How many listeners there are.
     pub fn len(&self) -> usize {
         self.count
@@ -291,6 +298,8 @@ mod tests {
         room.join("A", 1).unwrap();
         room.join("B", 9).unwrap();
         assert_eq!(room.len(), 3);
+        assert!(room.contains("A", 3) && room.contains("B", 9));
+        assert!(!room.contains("A", 9) && !room.contains("C", 1));
         let audiences: Vec<(&str, Vec<u64>)> = room.audiences().collect();
         assert_eq!(audiences, [("A", vec![1, 3]), ("B", vec![9])]);
         assert!(room.leave("B", 9));

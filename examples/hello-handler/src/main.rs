@@ -10,6 +10,9 @@
 //!   without blocking other requests ([`stream`]);
 //! - `/chat`: a Server-Sent Events room where one reply reaches every
 //!   listener ([`chat`]);
+//! - `/ws/chat`: the same room over WebSocket: the handler answers the
+//!   handshake and every frame, and broadcasts each text message
+//!   ([`ws_chat`]);
 //! - anything else: 404.
 //!
 //! It works with Kennel and with Mongrel2 alike: both bind the sockets, so
@@ -22,18 +25,20 @@
 mod chat;
 mod site;
 mod stream;
+mod ws_chat;
 
 use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
+use kennel_handler::websocket::Opcode;
 use kennel_handler::{Connection, Request};
 
 use crate::chat::Room;
 use crate::site::Page;
 use crate::stream::Streams;
 
-/// The example site's Rust handler (serves /hello, /users/<id>, /stream and /chat).
+/// The example site's Rust handler (serves /hello, /users/<id>, /stream, /chat and /ws/chat).
 #[derive(Debug, Parser)]
 #[command(name = "hello-handler", version)]
 struct Args {
@@ -56,11 +61,13 @@ fn main() -> anyhow::Result<()> {
     Handler::new(conn).run()
 }
 
-/// The handler's state: its sockets, the streams in progress, the chat room.
+/// The handler's state: its sockets, the streams in progress, the chat
+/// rooms (SSE listeners and WebSocket members).
 struct Handler {
     conn: Connection,
     streams: Streams,
     room: Room,
+    members: Room,
     next_heartbeat: Instant,
 }
 
@@ -70,6 +77,7 @@ impl Handler {
             conn,
             streams: Streams::default(),
             room: Room::default(),
+            members: Room::default(),
             next_heartbeat: Instant::now() + chat::HEARTBEAT,
         }
     }
@@ -96,7 +104,11 @@ impl Handler {
                     .deliver(&step.sender, &[step.conn_id], &step.bytes)?;
             }
             if now >= self.next_heartbeat {
-                self.broadcast(chat::HEARTBEAT_COMMENT)?;
+                self.broadcast(&self.room, chat::HEARTBEAT_COMMENT)?;
+                // Members answer a ping with a pong, so both directions of
+                // an idle WebSocket see traffic.
+                let ping = kennel_handler::websocket::frame(Opcode::Ping, b"");
+                self.broadcast(&self.members, &ping)?;
                 self.next_heartbeat = now + chat::HEARTBEAT;
             }
         }
@@ -112,11 +124,17 @@ impl Handler {
                     self.room.len()
                 );
             }
+            if let Some(log) = ws_chat::disconnect(&mut self.members, req) {
+                eprintln!("hello-handler: conn {} /ws/chat: {log}", req.conn_id());
+            }
             return Ok(());
         }
         if req.method() == Some("JSON") {
             // Other notices (credits) and JSON-socket messages: not ours.
             return Ok(());
+        }
+        if ws_chat::is_websocket(req) {
+            return self.websocket(req);
         }
         // Whether this request's answer is complete now, so the close
         // convention applies right away (streams close when they end,
@@ -135,6 +153,18 @@ impl Handler {
                     self.send(req, 503, &site::error(req, 503, "too many streams"))?
                 }
             },
+            Page::WsChat => {
+                let page = site::response(
+                    req,
+                    426,
+                    &[
+                        ("Upgrade", "websocket"),
+                        ("Content-Type", "text/plain; charset=utf-8"),
+                    ],
+                    b"426 Upgrade Required: /ws/chat is a WebSocket; the page is /ws-chat.html\n",
+                );
+                self.send(req, 426, &page)?
+            }
             Page::ChatClient => {
                 let page = site::response(
                     req,
@@ -156,7 +186,7 @@ impl Handler {
             Page::ChatSay => match chat::message(req) {
                 Ok(text) => {
                     let listeners = self.room.len();
-                    self.broadcast(&chat::event(&text))?;
+                    self.broadcast(&self.room, &chat::event(&text))?;
                     let plural = if listeners == 1 { "" } else { "s" };
                     let body = format!("sent to {listeners} listener{plural}\n");
                     let ok = site::response(
@@ -195,10 +225,29 @@ impl Handler {
         Ok(status)
     }
 
-    /// Sends `bytes` to every chat listener: one `deliver` per server, and
+    /// A WebSocket handshake or message for the WebSocket chat.
+    fn websocket(&mut self, req: &Request) -> anyhow::Result<()> {
+        let answer = ws_chat::handle(&mut self.members, req);
+        for step in answer.steps {
+            match step {
+                ws_chat::Step::Reply(bytes) => self.conn.reply(req, &bytes)?,
+                ws_chat::Step::Broadcast(frame) => self.broadcast(&self.members, &frame)?,
+                ws_chat::Step::Close => self.conn.close(req)?,
+            }
+        }
+        eprintln!(
+            "hello-handler: conn {} {}: {}",
+            req.conn_id(),
+            req.path_str(),
+            answer.log
+        );
+        Ok(())
+    }
+
+    /// Sends `bytes` to everyone in `room`: one `deliver` per server, and
     /// the library splits long id lists into frames the server accepts.
-    fn broadcast(&self, bytes: &[u8]) -> anyhow::Result<()> {
-        for (sender, ids) in self.room.audiences() {
+    fn broadcast(&self, room: &Room, bytes: &[u8]) -> anyhow::Result<()> {
+        for (sender, ids) in room.audiences() {
             self.conn.deliver(sender, &ids, bytes)?;
         }
         Ok(())

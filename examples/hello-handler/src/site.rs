@@ -1,9 +1,10 @@
 //! The example site's routes: which page a request asks for, and the
-//! simple, one-reply answers (`/hello`, `/users/<id>`, 404).
+//! simple, one-reply answers (`/hello`, `/users/<id>`, 404, 426).
 //!
 //! Owns path matching and the bytes of those responses. Does no I/O: the
 //! event loop in `main.rs` sends what these functions build. Streams live
-//! in [`crate::stream`], the chat room in [`crate::chat`].
+//! in [`crate::stream`], the chat rooms in [`crate::chat`] and
+//! [`crate::ws_chat`].
 
 use kennel_handler::client::http_response;
 use kennel_handler::Request;
@@ -24,6 +25,9 @@ pub enum Page {
     ChatListen,
     /// `/chat/say`: broadcast a message to every listener.
     ChatSay,
+    /// `/ws/chat` as plain HTTP: the WebSocket chat needs an upgrade
+    /// (WebSocket requests never get here; see [`crate::ws_chat`]).
+    WsChat,
     /// Anything else.
     NotFound,
 }
@@ -39,6 +43,7 @@ pub fn route(req: &Request) -> Page {
         b"/chat" | b"/chat/" => Page::ChatClient,
         b"/chat/listen" => Page::ChatListen,
         b"/chat/say" => Page::ChatSay,
+        b"/ws/chat" => Page::WsChat,
         _ => match path.strip_prefix(b"/users/").and_then(parse_user_id) {
             Some(id) => Page::User(id),
             None => Page::NotFound,
@@ -138,6 +143,8 @@ mod tests {
             ("/chat/listen", Page::ChatListen),
             ("/chat/say", Page::ChatSay),
             ("/chatter", Page::NotFound),
+            ("/ws/chat", Page::WsChat),
+            ("/ws/chat/x", Page::NotFound),
             ("/", Page::NotFound),
         ];
         for (path, page) in cases {

@@ -200,3 +200,85 @@ fn chat_page_for_browsers_and_400_for_empty_messages() {
         .recv()
         .starts_with(&server.frame(&[6], b"HTTP/1.1 400 Bad Request\r\n")));
 }
+
+/// The upgrade request's headers, as the server forwards them with the
+/// handshake and again with every message.
+const UPGRADE: &[(&[u8], &[u8])] = &[
+    (b"Host", b"localhost:6767"),
+    (b"Upgrade", b"websocket"),
+    (b"Connection", b"Upgrade"),
+    (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+    (b"Sec-WebSocket-Version", b"13"),
+];
+
+/// What the server computes from that key: the handshake's body.
+const ACCEPT: &[u8] = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+fn ws_handshake() -> Req<'static> {
+    Req {
+        method: "WEBSOCKET_HANDSHAKE",
+        headers: UPGRADE,
+        body: ACCEPT,
+        ..Req::get("/ws/chat")
+    }
+}
+
+/// One WebSocket message, as the server forwards it: `FLAGS` and the
+/// unmasked payload.
+fn ws_message<'a>(flags: &'a [(&'a [u8], &'a [u8])], body: &'a [u8]) -> Req<'a> {
+    Req {
+        method: "WEBSOCKET",
+        headers: UPGRADE,
+        extra: flags,
+        body,
+        ..Req::get("/ws/chat")
+    }
+}
+
+const TEXT: &[(&[u8], &[u8])] = &[(b"FLAGS", b"0x81")];
+const PING: &[(&[u8], &[u8])] = &[(b"FLAGS", b"0x89")];
+const CLOSE: &[(&[u8], &[u8])] = &[(b"FLAGS", b"0x88")];
+
+#[test]
+fn websocket_chat_answers_the_handshake_and_every_frame() {
+    let (server, _child) = start();
+    let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    for id in [40, 41] {
+        server.send(id, &ws_handshake());
+        assert_bytes(&server.recv(), &server.frame(&[id], switching));
+    }
+
+    // A text message is one text frame to every member, sender included.
+    server.send(41, &ws_message(TEXT, b"hello"));
+    assert_bytes(&server.recv(), &server.frame(&[40, 41], b"\x81\x05hello"));
+    // A ping gets a pong with its payload, to the pinger only.
+    server.send(40, &ws_message(PING, b"hi"));
+    assert_bytes(&server.recv(), &server.frame(&[40], b"\x8a\x02hi"));
+    // A close frame is echoed, then the empty reply closes.
+    server.send(40, &ws_message(CLOSE, b"\x03\xe9"));
+    assert_bytes(&server.recv(), &server.frame(&[40], b"\x88\x02\x03\xe9"));
+    assert_bytes(&server.recv(), &server.frame(&[40], b""));
+    server.send(41, &ws_message(TEXT, b"alone"));
+    assert_bytes(&server.recv(), &server.frame(&[41], b"\x81\x05alone"));
+
+    // A disconnect notice removes a member too.
+    server.send_disconnect(41);
+    server.send(42, &ws_handshake());
+    assert_bytes(&server.recv(), &server.frame(&[42], switching));
+    server.send(42, &ws_message(TEXT, b"anyone?"));
+    assert_bytes(&server.recv(), &server.frame(&[42], b"\x81\x07anyone?"));
+}
+
+#[test]
+fn websocket_chat_over_plain_http_is_426() {
+    let (server, _child) = start();
+    server.send(8, &Req::get("/ws/chat"));
+    let reply = String::from_utf8(server.recv()).unwrap();
+    assert!(
+        reply.starts_with(&format!(
+            "{SENDER} 1:8, HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\n"
+        )),
+        "{reply}"
+    );
+}

@@ -11,7 +11,10 @@
 //! own the verdicts: the test file says what must be equal and which
 //! documented differences are expected.
 
+#![allow(dead_code)] // each test file uses its own part of it
+
 pub mod databases;
+pub mod websocket;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -101,24 +104,8 @@ impl Site {
     /// as another user it never does), `server.daemonize = 0`, one host and
     /// two handler routes.
     pub fn new(kind: DbKind) -> Site {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("run")).unwrap();
-        std::fs::create_dir_all(root.join("logs")).unwrap();
-        let port = free_port();
-        let root_text = root.display();
-        let rows = SiteRows {
-            server: ServerRow {
-                uuid: SERVER_UUID.into(),
-                name: "diff".into(),
-                access_log: format!("{root_text}/logs/access.log"),
-                error_log: format!("{root_text}/logs/error.log"),
-                chroot: String::new(),
-                pid_file: format!("{root_text}/run/mongrel2.pid"),
-                default_host: "localhost".into(),
-                bind_addr: "127.0.0.1".into(),
-                port,
-            },
+        Site::build(kind, |server, root| SiteRows {
+            server,
             hosts: vec![HostRows {
                 name: "localhost".into(),
                 matching: "localhost".into(),
@@ -148,8 +135,32 @@ impl Site {
             dirs: Vec::new(),
             proxies: Vec::new(),
             settings: vec![("server.daemonize".into(), "0".into())],
+        })
+    }
+
+    /// A site of `kind` whose rows `rows` makes from the server row (uuid
+    /// [`SERVER_UUID`], `chroot = ''`, on a free loopback port, with its
+    /// logs and pid file under `run/` and `logs/` in the temp dir) and the
+    /// temp dir.
+    pub fn build(kind: DbKind, rows: impl FnOnce(ServerRow, &Path) -> SiteRows) -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::fs::create_dir_all(root.join("logs")).unwrap();
+        let port = free_port();
+        let root_text = root.display();
+        let server = ServerRow {
+            uuid: SERVER_UUID.into(),
+            name: "diff".into(),
+            access_log: format!("{root_text}/logs/access.log"),
+            error_log: format!("{root_text}/logs/error.log"),
+            chroot: String::new(),
+            pid_file: format!("{root_text}/run/mongrel2.pid"),
+            default_host: "localhost".into(),
+            bind_addr: "127.0.0.1".into(),
+            port,
         };
-        let db = kind.make(&rows, root);
+        let db = kind.make(&rows(server, root), root);
         Site { dir, db, port }
     }
 
@@ -337,6 +348,42 @@ impl Kennel {
             server.stop().expect("kennel serves");
         }
     }
+}
+
+/// The server under test, running on a site: for tests that take the
+/// server as a parameter ([`Start`]) and run the same checks on both.
+pub enum Served {
+    Mongrel2(Mongrel2),
+    Kennel(Kennel),
+}
+
+impl Served {
+    pub fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Served::Mongrel2(m) => m.addr,
+            Served::Kennel(k) => k.addr,
+        }
+    }
+
+    pub fn stop(self) {
+        match self {
+            Served::Mongrel2(m) => m.stop(),
+            Served::Kennel(k) => k.stop(),
+        }
+    }
+}
+
+/// Starts a server on a site.
+pub type Start = fn(&Site) -> Served;
+
+/// Mongrel2 1.12 (`mongrel2 DB UUID`).
+pub fn mongrel2(site: &Site) -> Served {
+    Served::Mongrel2(Mongrel2::start(&find_mongrel2(), site))
+}
+
+/// Kennel, in this process.
+pub fn kennel(site: &Site) -> Served {
+    Served::Kennel(Kennel::start(site))
 }
 
 /// A capture handler for one route: a raw PULL socket on the route's

@@ -37,6 +37,8 @@ pub struct Req<'a> {
     pub query: Option<&'a str>,
     pub version: &'a str,
     pub headers: &'a [(&'a [u8], &'a [u8])],
+    /// Server keys after the others (`FLAGS` on a WebSocket message).
+    pub extra: &'a [(&'a [u8], &'a [u8])],
     pub body: &'a [u8],
 }
 
@@ -48,6 +50,7 @@ impl<'a> Req<'a> {
             query: None,
             version: "HTTP/1.1",
             headers: &[(b"Host", b"localhost:6767"), (b"Accept", b"*/*")],
+            extra: &[],
             body: b"",
         }
     }
@@ -125,6 +128,7 @@ impl FakeServer {
             query: req.query.map(str::as_bytes),
             headers: req.headers,
             forwarded_for: Some(b"127.0.0.1"),
+            extra: req.extra,
             ..RequestHead::local(req.method.as_bytes(), req.path.as_bytes())
         };
         let mut msg = Vec::new();
