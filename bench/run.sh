@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Kennel vs Mongrel2 vs nginx, on one machine, in one run.
 #
-#   bash bench/run.sh                      the full run (about 15 minutes)
-#   BENCH_SECONDS=2 BENCH_REPS=1 bash bench/run.sh    a quick check (about 3 minutes)
+#   bash bench/run.sh                      the full run (about 20 minutes)
+#   BENCH_SECONDS=2 BENCH_REPS=1 bash bench/run.sh    a quick check (about 4 minutes)
 #
 # Installs what is missing (wrk, nginx, mongrel2-core from Debian), builds
 # Kennel and the bench handler in release mode, generates a static tree and
@@ -14,24 +14,29 @@
 # when it cannot run at all. See bench/README.md.
 #
 # Knobs (environment):
-#   BENCH_SECONDS=10          length of each load run (scenarios a-d)
+#   BENCH_SECONDS=10          length of each load run (scenarios a-d, i, k)
 #   BENCH_LATENCY_SECONDS=5   length of each unloaded run (scenario e)
 #   BENCH_REPS=3              repetitions of every scenario (>= 3 for a report)
-#   BENCH_CONNS=64            wrk connections for a-d
-#   BENCH_IDLE_CONNS=10000    idle connections per server (f)
+#   BENCH_CONNS=64            connections for a-d, i and k
+#   BENCH_IDLE_CONNS=10000    idle connections per server (f, fh, j)
 #   BENCH_IDLE_CONNS_BIG=100000   idle connections, Kennel alone (f)
 #   BENCH_IDLE_REQUEST=...    request each idle connection sends first (f);
 #                             default GET /static/1k.bin; empty = none
+#   BENCH_IDLE_HANDLER_REQUEST=...  the same for fh; default GET /bench/hello
+#   BENCH_WS_PAYLOAD=32       bytes in each WebSocket echo message (i)
 #   BENCH_BROADCAST_CONNS=1000    listeners for the broadcast (g)
 #   BENCH_NOHANDLER_TRIES=5   requests timed with no handler (h)
 #   BENCH_CONNECT_WAIT_MS=500 Kennel's kennel.handler.connect_wait_ms (h)
+#   BENCH_BACKEND_CPU=1       CPU of the proxy back end (k); default the
+#                             server's (see README, "Scenarios")
 #   BENCH_SERVERS="kennel mongrel2 nginx"   which servers to run
-#   BENCH_SCENARIOS="a b c d e f g h"       which scenarios to run
+#   BENCH_SCENARIOS="a b c d e f fh g h i j k"   which scenarios to run
 #   BENCH_PORT_BASE=18080     first of the fixed loopback ports (see README)
 #   BENCH_NO_INSTALL=1        never call apt-get; fail if a tool is missing
+#   CARGO_TARGET_DIR          where cargo builds (default target/)
 set -euo pipefail
 
-usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 case "${1:-}" in
     "") ;;
     -h | --help) usage; exit 0 ;;
@@ -49,11 +54,13 @@ conns=${BENCH_CONNS:-64}
 idle_conns=${BENCH_IDLE_CONNS:-10000}
 idle_conns_big=${BENCH_IDLE_CONNS_BIG:-100000}
 idle_request=${BENCH_IDLE_REQUEST-'GET /static/1k.bin HTTP/1.1\r\nHost: localhost\r\n\r\n'}
+idle_handler_request=${BENCH_IDLE_HANDLER_REQUEST:-'GET /bench/hello HTTP/1.1\r\nHost: localhost\r\n\r\n'}
+ws_payload=${BENCH_WS_PAYLOAD:-32}
 broadcast_conns=${BENCH_BROADCAST_CONNS:-1000}
 nohandler_tries=${BENCH_NOHANDLER_TRIES:-5}
 connect_wait_ms=${BENCH_CONNECT_WAIT_MS:-500}
 servers=${BENCH_SERVERS:-kennel mongrel2 nginx}
-scenarios=${BENCH_SCENARIOS:-a b c d e f g h}
+scenarios=${BENCH_SCENARIOS:-a b c d e f fh g h i j k}
 port_base=${BENCH_PORT_BASE:-18080}
 
 # How long Mongrel2 is given to answer a request with no handler (h); it
@@ -71,6 +78,8 @@ broadcast_batch=128
 declare -A http_port=(
     [kennel]=$port_base [mongrel2]=$((port_base + 1)) [nginx]=$((port_base + 2))
 )
+# The proxy scenario's back end (k), behind every server's /proxy/ route.
+backend_port=$((port_base + 3))
 hello_send=tcp://127.0.0.1:$((port_base + 10))
 hello_recv=tcp://127.0.0.1:$((port_base + 11))
 listen_send=tcp://127.0.0.1:$((port_base + 12))
@@ -88,11 +97,16 @@ absent_ident=5e1f0b7d-2a63-4e8f-8d21-616273656e74
 work=$root/bench/work
 raw=$work/raw.tsv
 results=$root/bench/results-latest.md
-kennel_bin=$root/target/release/kennel
-handler_bin=$root/target/release/bench-handler
-idle_tool=$root/target/release/idle-conns
-broadcast_tool=$root/target/release/broadcast
-floor_tool=$root/target/release/write-floor
+# cargo builds into CARGO_TARGET_DIR when it is set (a relative one is
+# relative to the workspace root, where cargo runs below).
+target_dir=${CARGO_TARGET_DIR:-target}
+[[ $target_dir == /* ]] || target_dir=$root/$target_dir
+kennel_bin=$target_dir/release/kennel
+handler_bin=$target_dir/release/bench-handler
+idle_tool=$target_dir/release/idle-conns
+broadcast_tool=$target_dir/release/broadcast
+floor_tool=$target_dir/release/write-floor
+ws_tool=$target_dir/release/ws-echo
 
 log() { printf '==> %s\n' "$*" >&2; }
 note() { printf '    %s\n' "$*" >&2; }
@@ -113,6 +127,8 @@ else
     cpu_server=0
     log "only one CPU: the load generator and the server share it (numbers are not comparable to a 2-core run)"
 fi
+# The proxy back end shares the server's core, as the handler does (README).
+cpu_backend=${BENCH_BACKEND_CPU:-$cpu_server}
 
 # ---------------------------------------------------------------- install
 install_missing() {
@@ -146,7 +162,7 @@ cargo build --release --quiet -p kennel -p kennel-bench-handler >&2
 if [[ -f bench/tools/Cargo.toml ]]; then
     log "building the bench tools (release)"
     if ! cargo build --release --quiet -p kennel-bench-tools >&2; then
-        note "the bench tools did not build; f and g will be skipped"
+        note "the bench tools did not build; f, fh, g, i and j will be skipped"
     fi
 fi
 
@@ -197,7 +213,7 @@ trap 'exit 143' TERM
 # port_in_use PORT: something on 127.0.0.1 accepts connections there.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 busy=()
-for port in "${http_port[@]}" $(seq $((port_base + 10)) $((port_base + 15))); do
+for port in "${http_port[@]}" "$backend_port" $(seq $((port_base + 10)) $((port_base + 15))); do
     port_in_use "$port" && busy+=("$port")
 done
 ((${#busy[@]} == 0)) ||
@@ -231,6 +247,7 @@ make_mongrel2_style() {
         -e "s|@ABSENT_IDENT@|$absent_ident|g" \
         -e "s|@MAX_FD@|$max_fd|g" \
         -e "s|@CONNECT_WAIT_MS@|$connect_wait_ms|g" \
+        -e "s|@BACKEND_PORT@|$backend_port|g" \
         bench/config/site.sql.in >"$dir/site.sql"
     "$kennel_bin" load --db "$dir/bench.sqlite" "$dir/site.sql" >/dev/null
 }
@@ -242,11 +259,23 @@ make_nginx() {
         -e "s|@PORT@|${http_port[nginx]}|g" \
         -e "s|@NOFILE@|$nofile|g" \
         -e "s|@WORKER_CONNECTIONS@|$((nofile - 64))|g" \
+        -e "s|@BACKEND_PORT@|$backend_port|g" \
         bench/config/nginx.conf.in >"$dir/nginx.conf"
+}
+# The proxy back end (k): /proxy/1k.bin, the same bytes as /static/1k.bin.
+make_backend() {
+    local dir=$work/backend
+    mkdir -p "$dir/logs" "$dir/run" "$dir/tmp" "$dir/proxy"
+    head -c 1024 /dev/zero | tr '\0' k >"$dir/proxy/1k.bin"
+    sed -e "s|@PREFIX@|$dir|g" \
+        -e "s|@PORT@|$backend_port|g" \
+        -e "s|@CPU@|$cpu_backend|g" \
+        bench/config/backend.conf.in >"$dir/nginx.conf"
 }
 wants_server kennel && make_mongrel2_style kennel
 wants_server mongrel2 && make_mongrel2_style mongrel2
 wants_server nginx && make_nginx
+wants_scenario k && make_backend
 
 # ---------------------------------------------------------------- servers
 server_pid=""   # the process whose memory is measured (nginx: its worker)
@@ -320,6 +349,35 @@ start_server() {
     [[ ${2:-} == nohandler ]] && return 0
     start_handler "$name"
     wait_for "http://127.0.0.1:$port/bench/hello" 200 "$name"
+}
+
+# The proxy back end (k): started once for the whole scenario, so every
+# front end meets the same one.
+backend_pid=""
+start_backend() {
+    local dir=$work/backend _ code
+    if port_in_use "$backend_port"; then
+        note "port $backend_port is still in use; not starting the proxy back end"
+        return 1
+    fi
+    taskset -c "$cpu_backend" "$nginx_bin" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+        >>"$dir/server.log" 2>&1 &
+    backend_pid=$!
+    started+=("$backend_pid")
+    for _ in $(seq "$startup_tenths"); do
+        code=$(http_code "http://127.0.0.1:$backend_port/proxy/1k.bin" 1)
+        [[ $code == 200 ]] && return 0
+        kill -0 "$backend_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    note "the proxy back end did not answer (last: ${code:-none}); bench/work/backend/"
+    return 1
+}
+stop_backend() {
+    [[ -n $backend_pid ]] || return 0
+    stop_pid "$backend_pid"
+    forget_pid "$backend_pid"
+    backend_pid=""
 }
 
 stop_server() {
@@ -409,16 +467,25 @@ scenarios_a_to_e() {
     return 0
 }
 
-# idle SERVER KEY COUNT REP [SOURCES]: RSS growth per idle connection (f).
+# idle SERVER KEY COUNT REP [SOURCES]: RSS growth per idle connection (f,
+# fh, j). What each connection does before it idles is idle_what: static
+# (f: BENCH_IDLE_REQUEST), handler (fh: BENCH_IDLE_HANDLER_REQUEST) or
+# websocket (j: an upgrade through the handler and one echoed message).
 # With idle_load=1, also runs scenario a's load (key fa) while the idle
 # connections are held, for handler servers.
 idle_load=0
+idle_what=static
 idle() {
     local s=$1 key=$2 count=$3 rep=$4 sources=${5:-}
     local out=$work/raw/$s-$key-$rep.txt
     local args=(--addr "127.0.0.1:${http_port[$s]}" --count "$count" --hold-secs 3600)
+    local want=200
     [[ -n $sources ]] && args+=(--sources "$sources")
-    [[ -n $idle_request ]] && args+=(--request "$idle_request")
+    case $idle_what in
+        static) [[ -n $idle_request ]] && args+=(--request "$idle_request") ;;
+        handler) args+=(--request "$idle_handler_request") ;;
+        websocket) args+=(--websocket /bench/ws) want=101 ;;
+    esac
     local before after tool opened failed _
     before=$(rss_kib "$server_pid")
     # The tool holds its connections for --hold-secs or until SIGTERM,
@@ -441,8 +508,8 @@ idle() {
             'BEGIN { printf "%.2f", (a - b) / n }')"
         ((${failed:-0} > 0)) &&
             remark "$key" "$s" "run $rep: $failed of $count connections failed ($(grep -m1 '^first_error' "$out"))"
-        grep -q '^statuses' "$out" && ! grep -q '^statuses 200:[0-9]*$' "$out" &&
-            remark "$key" "$s" "run $rep: not every response was 200 ($(grep -m1 '^statuses' "$out"))"
+        grep -q '^statuses' "$out" && ! grep -q "^statuses $want:[0-9]*\$" "$out" &&
+            remark "$key" "$s" "run $rep: not every response was $want ($(grep -m1 '^statuses' "$out"))"
         if ((idle_load)) && [[ $s != nginx ]]; then
             load "$s" fa /bench/hello "$conns" "$seconds" "$rep"
         fi
@@ -490,6 +557,37 @@ write_floor() {
     done
 }
 
+# ws_echo SERVER REP: WebSocket echo through the handler (i): messages per
+# second and latency percentiles (microseconds) from ws-echo.
+ws_echo() {
+    local s=$1 rep=$2 out=$work/raw/$1-i-$2.txt
+    timeout $((seconds + 120)) taskset -c "$cpu_load" "$ws_tool" --addr "127.0.0.1:${http_port[$s]}" \
+        --path /bench/ws --conns "$conns" --secs "$seconds" --payload-bytes "$ws_payload" \
+        >"$out" 2>&1 || true
+    local mps p50 p99
+    read -r mps p50 p99 <<<"$(awk '
+        $1 == "messages_per_sec" { m = $2 } $1 == "p50_us" { a = $2 } $1 == "p99_us" { b = $2 }
+        END { if (m != "") print m, a, b }' "$out")"
+    if [[ -z $mps ]]; then
+        remark i "$s" "run $rep: ws-echo gave no result: $(tail -n 1 "$out")"
+        return 0
+    fi
+    record i.mps "$s" "$mps"
+    record i.p50 "$s" "$p50"
+    record i.p99 "$s" "$p99"
+}
+
+# proxy_check SERVER REP: the proxied 1 KiB file arrives whole (k), before
+# it is loaded; a remark if not.
+proxy_check() {
+    local s=$1 rep=$2 got=$work/raw/$1-k-$2.body code
+    code=$(curl -s -o "$got" -w '%{http_code}' --max-time 5 \
+        "http://127.0.0.1:${http_port[$s]}/proxy/1k.bin" 2>/dev/null || true)
+    if [[ $code != 200 ]] || ! cmp -s "$got" "$work/backend/proxy/1k.bin"; then
+        remark k "$s" "run $rep: GET /proxy/1k.bin gave status ${code:-none} and $(wc -c <"$got" 2>/dev/null || echo 0) bytes, not the back end's 1024"
+    fi
+}
+
 # no_handler SERVER: time to an answer on a route whose handler never runs (h).
 no_handler() {
     local s=$1 url="http://127.0.0.1:${http_port[$1]}/bench/absent" i line code secs
@@ -503,6 +601,29 @@ no_handler() {
             record h.ms "$s" "$(awk -v t="$secs" 'BEGIN { printf "%.1f", t * 1000 }')"
             [[ $code == 503 ]] || remark h "$s" "try $i: status $code, not 503"
         fi
+    done
+}
+
+# per_handler_server KEY TOOL WHAT COMMAND: scenario KEY on Kennel and
+# Mongrel2 (nginx has no handlers): every repetition starts each afresh,
+# servers interleaved, with its handler, and runs COMMAND SERVER REP. When
+# TOOL is not there, the scenario is skipped with a note.
+per_handler_server() {
+    local key=$1 tool=$2 what=$3 command=$4 rep s
+    if [[ ! -x $tool ]]; then
+        log "$key: skipped (tool missing: $tool)"
+        remark "$key" - "skipped (tool missing)"
+        return 0
+    fi
+    for rep in $(seq "$reps"); do
+        for s in $servers; do
+            [[ $s == nginx ]] && continue
+            log "run $rep/$reps: $s, scenario $key ($what)"
+            if start_server "$s"; then
+                "$command" "$s" "$rep"
+            fi
+            stop_server
+        done
     done
 }
 
@@ -563,6 +684,13 @@ if wants_scenario f; then
     fi
 fi
 
+# fh: f after a handler request (GET /bench/hello), Kennel and Mongrel2.
+idle_after_handler() { idle_what=handler idle "$1" fh "$idle_conns" "$2"; }
+if wants_scenario fh; then
+    per_handler_server fh "$idle_tool" "$idle_conns idle connections after a handler request" \
+        idle_after_handler
+fi
+
 # g: Kennel and Mongrel2 (nginx has no handlers).
 if wants_scenario g; then
     if [[ ! -x $broadcast_tool ]]; then
@@ -592,6 +720,39 @@ if wants_scenario h; then
         start_server "$s" nohandler && no_handler "$s"
         stop_server
     done
+fi
+
+# i: WebSocket echo through the bench handler, Kennel and Mongrel2.
+if wants_scenario i; then
+    per_handler_server i "$ws_tool" "WebSocket echo, $conns connections" ws_echo
+fi
+
+# j: idle WebSocket connections, upgraded through the handler, one message
+# echoed on each; Kennel and Mongrel2.
+idle_websockets() { idle_what=websocket idle "$1" j "$idle_conns" "$2"; }
+if wants_scenario j; then
+    per_handler_server j "$idle_tool" "$idle_conns idle WebSocket connections" idle_websockets
+fi
+
+# k: the proxy route to one back end, all three; the back end runs for the
+# whole scenario, each front end is started afresh per repetition.
+if wants_scenario k; then
+    log "scenario k: the proxy back end on CPU $cpu_backend, port $backend_port"
+    if start_backend; then
+        for rep in $(seq "$reps"); do
+            for s in $servers; do
+                log "run $rep/$reps: $s, scenario k (proxy, $conns connections)"
+                if start_server "$s" nohandler; then
+                    proxy_check "$s" "$rep"
+                    load "$s" k /proxy/1k.bin "$conns" "$seconds" "$rep"
+                fi
+                stop_server
+            done
+        done
+    else
+        remark k - "skipped: the proxy back end did not start (bench/work/backend/)"
+    fi
+    stop_backend
 fi
 
 # The comparison is only fair if all three did the same work: say so when
@@ -696,8 +857,9 @@ rows=(
     "e.hello.p99|e. round trip, handler, 1 conn, p99|µs ↓|0"
     "e.static.p50|e. round trip, static 1 KiB, 1 conn, p50|µs ↓|0"
     "e.static.p99|e. round trip, static 1 KiB, 1 conn, p99|µs ↓|0"
-    "f.kib|f. RSS per idle keep-alive conn, $idle_conns conns|KiB ↓|2"
+    "f.kib|f. RSS per idle keep-alive conn, $idle_conns conns (after a static request)|KiB ↓|2"
     "fa.rps|f. a's load with those $idle_conns idle conns open|req/s ↑|0"
+    "fh.kib|fh. RSS per idle keep-alive conn, $idle_conns conns (after a handler request)|KiB ↓|2"
     "f100k.kib|f. RSS per idle conn, Kennel, $idle_conns_big conns|KiB ↓|2"
 )
 ((nofile < big_fds_needed)) &&
@@ -705,6 +867,13 @@ rows=(
 rows+=(
     "g.ms|g. broadcast to $broadcast_conns conns (batches of $broadcast_batch)|ms ↓|2"
     "h.ms|h. no handler: time to an answer (Kennel wait $connect_wait_ms ms)|ms ↓|0"
+    "i.mps|i. WebSocket echo through the handler, $conns conns|msg/s ↑|0"
+    "i.p50|i. … latency p50 under load|µs ↓|0"
+    "i.p99|i. … latency p99 under load|µs ↓|0"
+    "j.kib|j. RSS per idle WebSocket conn, $idle_conns conns (one message echoed)|KiB ↓|2"
+    "k.rps|k. proxy, 1 KiB from one back end, keep-alive, $conns conns|req/s ↑|0"
+    "k.p50|k. … latency p50 under load|µs ↓|0"
+    "k.p99|k. … latency p99 under load|µs ↓|0"
 )
 
 render() {
@@ -714,7 +883,8 @@ render() {
     echo
     echo "- Kennel $git_rev (release), Mongrel2 $(dpkg-query -W -f='${Version}' mongrel2-core 2>/dev/null || echo '?'), nginx $("$nginx_bin" -v 2>&1 | sed 's|.*/||'), wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo '?')"
     echo "- $(uname -sr), $ncpu CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); load generator on CPU $cpu_load, server and handler on CPU $cpu_server"
-    echo "- $reps repetition(s): ${seconds}s per load run (a–d), ${latency_seconds}s per unloaded run (e); cells are median (min–max); K/M and K/N are ratios of medians from this run"
+    echo "- $reps repetition(s): ${seconds}s per load run (a–d, i, k), ${latency_seconds}s per unloaded run (e); cells are median (min–max); K/M and K/N are ratios of medians from this run"
+    wants_scenario k && echo "- proxy back end (k): one nginx on CPU $cpu_backend, the same for all three"
     echo "- ↑ higher is better, ↓ lower is better; \"–\" not measured"
     echo
     echo "| scenario | unit | Kennel | Mongrel2 | nginx | K/M | K/N | target | holds |"

@@ -16,6 +16,16 @@
 //! serves through a handler of its own; should one reach this handler by a
 //! routing mistake, it stays open and silent rather than being answered.
 //!
+//! On [`WS_PATH`] it is a WebSocket echo, as a Mongrel2 handler does one
+//! (PROTOCOL.md §1.7): the upgrade arrives as `WEBSOCKET_HANDSHAKE` with the
+//! `Sec-WebSocket-Accept` value as its body and gets the whole
+//! `101 Switching Protocols` response; every message then arrives as
+//! `WEBSOCKET` with its `FLAGS` and unmasked payload, and a text or binary
+//! message gets the same payload back in one server frame, built in a
+//! buffer reused for every message. A ping gets its pong; a close gets the
+//! close frame echoed and then the empty reply that closes; pongs and
+//! anything else get nothing.
+//!
 //! Called by `bench/run.sh`, once per server under test:
 //!
 //! ```text
@@ -24,6 +34,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use kennel_handler::websocket::{self, Opcode};
 use kennel_handler::{Connection, Request};
 
 /// The whole response every request gets: the 12-byte body of the issue's
@@ -38,6 +49,15 @@ pub const RESPONSE_CLOSE: &[u8] =
 
 /// Requests to this path are never answered (broadcast listeners).
 pub const LISTEN_PATH: &[u8] = b"/bench/listen";
+
+/// The WebSocket echo's path: handshakes here are accepted.
+pub const WS_PATH: &[u8] = b"/bench/ws";
+
+/// The `101` that accepts a WebSocket handshake, up to the accept value;
+/// [`WS_ACCEPT_END`] follows it.
+const WS_ACCEPT_START: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+/// What follows the accept value in the `101`.
+const WS_ACCEPT_END: &[u8] = b"\r\n\r\n";
 
 /// The benchmark suite's hello-world handler.
 #[derive(Debug, Parser)]
@@ -60,17 +80,45 @@ enum Action {
         /// The request asked for the connection to close.
         close: bool,
     },
-    /// Send nothing: a disconnect or credit notice, or a broadcast listener.
+    /// Accept a WebSocket handshake: the `101` with the request's body as
+    /// `Sec-WebSocket-Accept`.
+    Accept,
+    /// Send the message's payload back in one frame of this opcode; for a
+    /// close, then the empty reply that closes the connection.
+    Echo(Opcode),
+    /// Send nothing: a disconnect or credit notice, a broadcast listener, a
+    /// pong, or a WebSocket message with flags this handler does not know.
     Ignore,
 }
 
 /// Decides what `req` gets. Does no I/O.
 fn decide(req: &Request) -> Action {
+    match req.method() {
+        Some("WEBSOCKET_HANDSHAKE") if req.path() == WS_PATH => return Action::Accept,
+        Some("WEBSOCKET") => return echo(req.header("FLAGS")),
+        _ => {}
+    }
     if req.is_disconnect() || req.is_credits() || req.path() == LISTEN_PATH {
         return Action::Ignore;
     }
     Action::Answer {
         close: req.should_close(),
+    }
+}
+
+/// What a WebSocket message with `FLAGS` (`0x81` text, `0x82` binary,
+/// `0x88` close, `0x89` ping, `0x8A` pong) gets back.
+fn echo(flags: Option<&str>) -> Action {
+    let Some(byte) = flags
+        .map(|f| f.trim_start_matches("0x").trim_start_matches("0X"))
+        .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+    else {
+        return Action::Ignore;
+    };
+    match Opcode::from_u8(byte & 0x0F) {
+        Some(op @ (Opcode::Text | Opcode::Binary | Opcode::Close)) => Action::Echo(op),
+        Some(Opcode::Ping) => Action::Echo(Opcode::Pong),
+        _ => Action::Ignore,
     }
 }
 
@@ -82,6 +130,9 @@ fn main() -> anyhow::Result<()> {
         "bench-handler: requests from {}, replies to {}",
         args.send_spec, args.recv_spec
     );
+    // Every reply that is built rather than constant goes through this one
+    // buffer, so an echo costs no allocation of its own.
+    let mut out = Vec::with_capacity(4096);
     loop {
         let req = match conn.recv() {
             Ok(req) => req,
@@ -101,6 +152,22 @@ fn main() -> anyhow::Result<()> {
                     conn.close(&req).context("closing")?;
                 } else {
                     conn.reply(&req, RESPONSE).context("replying")?;
+                }
+            }
+            Action::Accept => {
+                out.clear();
+                out.extend_from_slice(WS_ACCEPT_START);
+                out.extend_from_slice(req.body());
+                out.extend_from_slice(WS_ACCEPT_END);
+                conn.reply(&req, &out).context("accepting a WebSocket")?;
+            }
+            Action::Echo(opcode) => {
+                out.clear();
+                websocket::write_frame(&mut out, true, opcode, req.body());
+                conn.reply(&req, &out)
+                    .context("echoing a WebSocket message")?;
+                if opcode == Opcode::Close {
+                    conn.close(&req).context("closing a WebSocket")?;
                 }
             }
         }
@@ -161,5 +228,43 @@ mod tests {
         // Only that exact path: a longer one is an ordinary request.
         let req = request("/bench/listener", "HTTP/1.1", &[]);
         assert_eq!(decide(&req), Action::Answer { close: false });
+    }
+
+    fn websocket(method: &[u8], path: &[u8], flags: Option<&[u8]>) -> Request {
+        let extra: Vec<(&[u8], &[u8])> = flags.map(|f| (&b"FLAGS"[..], f)).into_iter().collect();
+        let head = RequestHead {
+            extra: &extra,
+            ..RequestHead::local(method, path)
+        };
+        Request::from_head(Protocol::Tnetstring, b"S", 5, &head, b"payload")
+    }
+
+    #[test]
+    fn handshakes_are_accepted_on_the_websocket_path_only() {
+        let req = websocket(b"WEBSOCKET_HANDSHAKE", WS_PATH, None);
+        assert_eq!(decide(&req), Action::Accept);
+        let req = websocket(b"WEBSOCKET_HANDSHAKE", b"/bench/hello", None);
+        assert_eq!(decide(&req), Action::Answer { close: false });
+    }
+
+    #[test]
+    fn messages_are_echoed_by_their_flags() {
+        let cases: [(&[u8], Action); 7] = [
+            (b"0x81", Action::Echo(Opcode::Text)),
+            (b"0x82", Action::Echo(Opcode::Binary)),
+            (b"0x88", Action::Echo(Opcode::Close)),
+            (b"0x89", Action::Echo(Opcode::Pong)),
+            (b"0x8A", Action::Ignore),
+            (b"0x8a", Action::Ignore),
+            (b"junk", Action::Ignore),
+        ];
+        for (flags, action) in cases {
+            let req = websocket(b"WEBSOCKET", WS_PATH, Some(flags));
+            assert_eq!(decide(&req), action, "{}", String::from_utf8_lossy(flags));
+        }
+        assert_eq!(
+            decide(&websocket(b"WEBSOCKET", WS_PATH, None)),
+            Action::Ignore
+        );
     }
 }

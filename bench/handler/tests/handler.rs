@@ -1,7 +1,7 @@
 //! The real `bench-handler` binary against a fake server over real ZeroMQ
 //! sockets (PUSH for requests, SUB for replies, as Kennel and Mongrel2
 //! bind them): exact reply frames, the close convention, silence for
-//! listeners and notices.
+//! listeners and notices, the WebSocket echo.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,16 +85,31 @@ impl FakeServer {
             headers,
             ..RequestHead::local(b"GET", path.as_bytes())
         };
+        self.send_head(id, &head, b"");
+    }
+
+    fn send_head(&self, id: u64, head: &RequestHead<'_>, body: &[u8]) {
         let mut msg = Vec::new();
         request::encode(
             &mut msg,
             Protocol::Tnetstring,
             SENDER.as_bytes(),
             id,
-            &head,
-            b"",
+            head,
+            body,
         );
         self.push.send(msg, 0).expect("send a request");
+    }
+
+    /// A WebSocket message as the server sends it: the upgrade request's
+    /// headers, `METHOD` `WEBSOCKET`, `FLAGS`, the unmasked payload.
+    fn send_websocket(&self, id: u64, flags: &str, payload: &[u8]) {
+        let head = RequestHead {
+            headers: UPGRADE_HEADERS,
+            extra: &[(b"FLAGS", flags.as_bytes())],
+            ..RequestHead::local(b"WEBSOCKET", b"/bench/ws")
+        };
+        self.send_head(id, &head, payload);
     }
 
     fn send_disconnect(&self, id: u64) {
@@ -119,6 +134,15 @@ impl FakeServer {
         }
     }
 }
+
+/// The headers of a WebSocket upgrade request.
+const UPGRADE_HEADERS: &[(&[u8], &[u8])] = &[
+    (b"Host", b"localhost"),
+    (b"Upgrade", b"websocket"),
+    (b"Connection", b"Upgrade"),
+    (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+    (b"Sec-WebSocket-Version", b"13"),
+];
 
 /// The exact frame `SENDER LEN:ID, BODY`.
 fn frame(id: u64, body: &[u8]) -> Vec<u8> {
@@ -167,4 +191,49 @@ fn listeners_and_disconnects_get_no_reply() {
     // would come before this one.
     server.send(13, "/bench/hello", "HTTP/1.1", &[]);
     assert_bytes(&server.recv(), &frame(13, RESPONSE));
+}
+
+#[test]
+fn websocket_handshake_gets_the_whole_101_with_the_accept_value() {
+    let server = FakeServer::start();
+    let head = RequestHead {
+        headers: UPGRADE_HEADERS,
+        ..RequestHead::local(b"WEBSOCKET_HANDSHAKE", b"/bench/ws")
+    };
+    server.send_head(20, &head, b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    assert_bytes(
+        &server.recv(),
+        &frame(
+            20,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        ),
+    );
+}
+
+#[test]
+fn websocket_messages_are_echoed_in_one_server_frame() {
+    let server = FakeServer::start();
+    server.send_websocket(21, "0x81", b"hello");
+    assert_bytes(&server.recv(), &frame(21, b"\x81\x05hello"));
+    let big = vec![b'b'; 300];
+    server.send_websocket(21, "0x82", &big);
+    let mut want = vec![0x82, 126, 1, 44];
+    want.extend_from_slice(&big);
+    assert_bytes(&server.recv(), &frame(21, &want));
+    // A ping gets its pong; a pong gets nothing (the next reply is the
+    // next message's).
+    server.send_websocket(21, "0x89", b"p");
+    assert_bytes(&server.recv(), &frame(21, b"\x8a\x01p"));
+    server.send_websocket(21, "0x8A", b"q");
+    server.send_websocket(21, "0x81", b"x");
+    assert_bytes(&server.recv(), &frame(21, b"\x81\x01x"));
+}
+
+#[test]
+fn websocket_close_is_echoed_then_the_connection_closed() {
+    let server = FakeServer::start();
+    server.send_websocket(22, "0x88", b"\x03\xe8");
+    assert_bytes(&server.recv(), &frame(22, b"\x88\x02\x03\xe8"));
+    assert_bytes(&server.recv(), &frame(22, b""));
 }

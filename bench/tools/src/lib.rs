@@ -10,16 +10,21 @@
 //!   reach every client.
 //! * `write-floor` times the same clients getting one write each from a
 //!   bare thread, with no server: the least any server can take for it.
+//! * `ws-echo` upgrades many connections to WebSockets through a handler
+//!   and echoes small messages on all of them for a while: messages per
+//!   second and latency percentiles.
 //!
 //! Layout: [`connect`] opens client connections (source addresses, bounded
 //! concurrency, timeouts); [`response`] reads one HTTP response off a
-//! connection; [`escape`] turns a request given on the command line into
-//! bytes; [`rlimit`] raises the open-file limit; [`listeners`] are the
-//! clients that wait for a broadcast and time it. The binaries in `src/bin/`
-//! only parse arguments, call these and print.
+//! connection; [`websocket`] upgrades one and echoes messages on it;
+//! [`escape`] turns a request given on the command line into bytes;
+//! [`rlimit`] raises the open-file limit; [`listeners`] are the clients
+//! that wait for a broadcast and time it. The binaries in `src/bin/` only
+//! parse arguments, call these and print.
 
 pub mod connect;
 pub mod escape;
 pub mod listeners;
 pub mod response;
 pub mod rlimit;
+pub mod websocket;

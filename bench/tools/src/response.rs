@@ -47,15 +47,27 @@ pub struct Delimited {
     pub len: usize,
 }
 
+/// Parses the head of the response at the front of `buf`, its header lines
+/// into `headers`: the head's length and the response, or `Ok(None)` when
+/// the head is incomplete.
+pub fn parse_head<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Option<(usize, httparse::Response<'h, 'b>)>, ResponseError> {
+    let mut response = httparse::Response::new(headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some((n, response))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(ResponseError::Head(e.to_string())),
+    }
+}
+
 /// Finds the end of the first response in `buf`: `Ok(None)` when more bytes
 /// are needed.
 pub fn response_len(buf: &[u8]) -> Result<Option<Delimited>, ResponseError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let head_len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(ResponseError::Head(e.to_string())),
+    let Some((head_len, response)) = parse_head(buf, &mut headers)? else {
+        return Ok(None);
     };
     let status = response.code.unwrap_or(0);
     if (100..200).contains(&status) || status == 204 || status == 304 {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{lines, run_tool, TestServer};
+use common::{lines, run_ok, run_tool, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_broadcast");
 
@@ -14,7 +14,7 @@ fn times_each_round_until_all_50_clients_have_the_body() {
     let server = TestServer::start(
         "INSERT INTO setting (key, value) VALUES ('limits.handler_targets', '16');",
     );
-    let out = run_tool(
+    let lines = run_ok(
         BIN,
         &[
             "--addr",
@@ -35,12 +35,6 @@ fn times_each_round_until_all_50_clients_have_the_body() {
             "4",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = lines(&out.stdout);
     assert_eq!(lines.len(), 5, "{lines:?}");
     assert_eq!(lines[0], "connected 50");
     let mut rounds: Vec<u64> = lines[1..4]

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{lines, run_tool, TestServer};
+use common::{lines, run_ok, run_tool, TestServer};
 use kennel_handler::Connection;
 
 const BIN: &str = env!("CARGO_BIN_EXE_idle-conns");
@@ -16,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_idle-conns");
 fn opens_200_keep_alive_connections_each_with_one_answered_request() {
     let server = TestServer::start("");
     let addr = server.addr.to_string();
-    let out = run_tool(
+    let out = run_ok(
         BIN,
         &[
             "--addr",
@@ -29,13 +29,8 @@ fn opens_200_keep_alive_connections_each_with_one_answered_request() {
             "0",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        lines(&out.stdout),
+        out,
         [
             "statuses 200:200",
             "opened 200 failed 0",
@@ -128,4 +123,37 @@ fn reports_failed_connections_with_the_first_error() {
         "{lines:?}"
     );
     assert_eq!(lines[1..], ["opened 0 failed 3", "closed_by_peer 0"]);
+}
+
+/// `--websocket`: each connection is upgraded through the handler and
+/// echoes one message before it is held.
+#[test]
+fn holds_upgraded_websockets_after_one_echo_each() {
+    let server = TestServer::start(common::WS_ROUTE);
+    let handler = common::WsHandler::start(&server, common::WsMode::Echo);
+    let out = run_ok(
+        BIN,
+        &[
+            "--addr",
+            &server.addr.to_string(),
+            "--count",
+            "50",
+            "--websocket",
+            "/bench/ws",
+            "--hold-secs",
+            "0",
+        ],
+    );
+    assert_eq!(
+        out,
+        ["statuses 101:50", "opened 50 failed 0", "closed_by_peer 0"]
+    );
+    assert_eq!(
+        handler.stop(),
+        common::WsSeen {
+            handshakes: 50,
+            messages: 50
+        }
+    );
+    server.stop();
 }

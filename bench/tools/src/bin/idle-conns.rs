@@ -1,7 +1,8 @@
 //! `idle-conns`: opens many TCP connections to a server, optionally sends
-//! one keep-alive request on each and reads its response, reports, then
-//! holds them open so the server's memory per idle connection can be
-//! measured. Output format: `bench/TOOLS.md`.
+//! one keep-alive request on each and reads its response (or upgrades each
+//! to a WebSocket and echoes one message on it), reports, then holds them
+//! open so the server's memory per idle connection can be measured. Output
+//! format: `bench/TOOLS.md`.
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use kennel_bench_tools::connect::{self, Sources, DEFAULT_IN_FLIGHT};
+use kennel_bench_tools::websocket::{self, Echo, MIN_PAYLOAD};
 use kennel_bench_tools::{escape, response, rlimit};
 use nix::sys::socket::MsgFlags;
 use tokio::io::AsyncWriteExt;
@@ -33,8 +35,15 @@ struct Args {
     sources: Sources,
     /// A request to send on each connection (backslash escapes such as
     /// `\r\n` are decoded); its response is read before holding.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "websocket")]
     request: Option<String>,
+    /// Upgrade each connection to a WebSocket on this path (the handler
+    /// sends the 101) and echo one text message on it before holding.
+    #[arg(long)]
+    websocket: Option<String>,
+    /// The Host header of the WebSocket upgrade requests.
+    #[arg(long, default_value = "localhost")]
+    host: String,
     /// How long to hold the connections once all are open.
     #[arg(long)]
     hold_secs: u64,
@@ -49,10 +58,15 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let request = match &args.request {
-        Some(text) => Some(Arc::new(escape::unescape(text).context("--request")?)),
-        None => None,
-    };
+    let request = match (&args.request, &args.websocket) {
+        (Some(text), _) => Some(Exchange::Http(escape::unescape(text).context("--request")?)),
+        (None, Some(path)) => Some(Exchange::WebSocket {
+            path: path.clone(),
+            host: args.host.clone(),
+        }),
+        (None, None) => None,
+    }
+    .map(Arc::new);
     match rlimit::raise_nofile_limit() {
         Ok(limit) if (limit as usize) < args.count.saturating_add(16) => eprintln!(
             "idle-conns: warning: the open-file limit is {limit}, fewer than {} connections need",
@@ -70,7 +84,21 @@ fn main() -> anyhow::Result<()> {
     std::process::exit(0);
 }
 
-async fn run(args: Args, request: Option<Arc<Vec<u8>>>) -> anyhow::Result<()> {
+/// What is done on each connection before it is held.
+#[derive(Debug)]
+enum Exchange {
+    /// Send this request and read its response.
+    Http(Vec<u8>),
+    /// Upgrade to a WebSocket on `path` and echo one message.
+    WebSocket {
+        /// The upgrade request's path.
+        path: String,
+        /// Its Host header.
+        host: String,
+    },
+}
+
+async fn run(args: Args, request: Option<Arc<Exchange>>) -> anyhow::Result<()> {
     // Listen for signals before anything is printed, so that a script that
     // sends SIGTERM as soon as it reads `opened` is always heard.
     let signals = Signals {
@@ -118,19 +146,28 @@ async fn run(args: Args, request: Option<Arc<Vec<u8>>>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends the request (if any) and reads its response; the connection and
-/// the response's status.
+/// Sends the request (if any) and reads its response, or upgrades and
+/// echoes one message; the connection and the response's status (101 for
+/// a WebSocket).
 async fn exchange(
     mut stream: TcpStream,
-    request: Option<Arc<Vec<u8>>>,
+    request: Option<Arc<Exchange>>,
 ) -> std::io::Result<(TcpStream, Option<u16>)> {
-    let Some(request) = request else {
-        return Ok((stream, None));
-    };
-    stream.write_all(&request).await?;
     let mut buf = Vec::new();
-    let status = response::read_response(&mut stream, &mut buf).await?;
-    Ok((stream, Some(status)))
+    match request.as_deref() {
+        None => Ok((stream, None)),
+        Some(Exchange::Http(request)) => {
+            stream.write_all(request).await?;
+            let status = response::read_response(&mut stream, &mut buf).await?;
+            Ok((stream, Some(status)))
+        }
+        Some(Exchange::WebSocket { path, host }) => {
+            websocket::handshake(&mut stream, &mut buf, path, host).await?;
+            let mut echo = Echo::new(stream, &buf, MIN_PAYLOAD, 0);
+            echo.exchange().await?;
+            Ok((echo.into_stream(), Some(101)))
+        }
+    }
 }
 
 /// The signals that end the hold.
