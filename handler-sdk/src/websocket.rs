@@ -248,6 +248,8 @@ struct Header {
 pub struct FrameReader {
     /// The largest data message accepted, summed over its fragments.
     max_message_size: usize,
+    /// RSV bits a negotiated extension may set (0: none negotiated).
+    allowed_rsv: u8,
     /// The fragmented message being reassembled, if any.
     partial: Option<Partial>,
 }
@@ -264,8 +266,18 @@ impl FrameReader {
     pub fn new(max_message_size: usize) -> Self {
         Self {
             max_message_size,
+            allowed_rsv: 0,
             partial: None,
         }
+    }
+
+    /// Lets frames carry the RSV bits in `mask` (of `0x70`): for a
+    /// connection whose handler negotiated an extension (such as
+    /// permessage-deflate, RSV1) in its `101`. The bits then reach the
+    /// handler in `FLAGS`, and the payload as it came.
+    pub fn allow_reserved_bits(mut self, mask: u8) -> Self {
+        self.allowed_rsv = mask & RSV;
+        self
     }
 
     /// Whether a fragmented message has started and not yet finished.
@@ -337,7 +349,7 @@ impl FrameReader {
         let [byte0, byte1, ..] = *buf else {
             return Ok(None);
         };
-        if byte0 & RSV != 0 {
+        if byte0 & RSV & !self.allowed_rsv != 0 {
             return Err(FrameError::ReservedBits { bits: byte0 & RSV });
         }
         let opcode = Opcode::from_u8(byte0 & OPCODE).ok_or(FrameError::ReservedOpcode {
@@ -970,6 +982,27 @@ mod tests {
             || FrameReader::new(8),
             &wire,
             FrameError::MessageTooBig { size: 9, max: 8 },
+        );
+    }
+
+    #[test]
+    fn negotiated_reserved_bits_pass_and_others_do_not() {
+        let mut wire = BytesMut::new();
+        let mut frame = Vec::new();
+        write_masked_frame(&mut frame, true, Opcode::Text, [9, 8, 7, 6], b"zz");
+        frame[0] |= 0x40;
+        wire.extend_from_slice(&frame);
+        let mut reader = FrameReader::new(64).allow_reserved_bits(0x40);
+        let message = reader.read(&mut wire).unwrap().unwrap();
+        assert_eq!(message.flags, 0xC1);
+        assert_eq!(message.flags_header(), "0xC1");
+        assert_eq!(&message.payload[..], b"zz");
+        // RSV2 was not negotiated.
+        frame[0] = 0xA1;
+        wire.extend_from_slice(&frame);
+        assert_eq!(
+            reader.read(&mut wire),
+            Err(FrameError::ReservedBits { bits: 0x20 })
         );
     }
 

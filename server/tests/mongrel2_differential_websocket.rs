@@ -6,10 +6,11 @@
 //! with its `FLAGS`, the notices — along with what the client reads back
 //! (the handler's `101` and frames, verbatim) and how the connection ends.
 //!
-//! The Mongrel2 half runs now and pins down Mongrel2's exact behaviour
-//! (the `mongrel2_*` tests). The Kennel half compares Kennel's record with
+//! The Mongrel2 half pins down Mongrel2's exact behaviour (the
+//! `mongrel2_*` tests). The Kennel half compares Kennel's record with
 //! Mongrel2's, byte for byte apart from connection ids and header order,
-//! and is ignored until Kennel's WebSocket support lands. Each server gets
+//! and checks Kennel's one documented difference (frames RFC 6455 does not
+//! allow end the connection with 1002). Each server gets
 //! its own site (the same rows, made by `m2sh load`; the kind of database
 //! is covered by the HTTP differential test) and every request says
 //! `Host: localhost`, so the two records are comparable. Without Mongrel2
@@ -417,9 +418,56 @@ macro_rules! kennel_matches_mongrel2 {
     ($($test:ident: $name:literal,)*) => {
         $(
             #[test]
-            #[ignore = "needs Kennel's WebSocket support (issue 8 §3)"]
             fn $test() {
                 assert_kennel_matches($name);
+            }
+        )*
+    };
+}
+
+/// Kennel's documented difference (docs/mongrel2-differences.md): a frame
+/// RFC 6455 does not allow — unmasked, a reserved opcode, RSV bits with no
+/// extension negotiated, broken fragmentation, an oversized or fragmented
+/// control frame — ends the connection with a close frame carrying 1002,
+/// where Mongrel2 forwards some of them (reserved opcodes, RSV bits) and
+/// drops the rest without a word. Everything before it is the same: the
+/// handshake, the `101`, the disconnect notice after.
+fn assert_kennel_refuses_with_1002(name: &str) {
+    let (m2, kennel) = (mongrel2_runs(), kennel_runs());
+    for route in Route::ALL {
+        let what = format!("{name} on {route:?}");
+        let ((_, m), (_, k)) = (case(m2, name, route), case(kennel, name, route));
+        let canonical = |frame: &[u8]| Canonical::of(frame).map(|c| c.0);
+        assert_eq!(
+            canonical(handshake(&what, m)),
+            canonical(handshake(&what, k)),
+            "{what}: the handshake"
+        );
+        assert!(
+            k.frames.is_empty(),
+            "{what}: Kennel forwarded {:?}",
+            k.frames
+        );
+        let read = &k.client_read;
+        let upgrade = &k.upgrade_response;
+        assert_eq!(show(&m.upgrade_response), show(upgrade), "{what}: the 101");
+        assert!(
+            read.len() >= 4 && read[0] == 0x88 && read[2..4] == 1002u16.to_be_bytes(),
+            "{what}: Kennel's close frame: {}",
+            show(read)
+        );
+        assert!(k.closed, "{what}: Kennel closed the connection");
+        let notice = k.notice.as_ref().map(|n| parse(&what, n).is_disconnect());
+        assert_eq!(notice, Some(true), "{what}: the handler hears of it");
+    }
+}
+
+macro_rules! kennel_refuses_with_1002 {
+    ($($test:ident: $name:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                assert_kennel_refuses_with_1002($name);
             }
         )*
     };
@@ -429,13 +477,15 @@ kennel_matches_mongrel2! {
     kennel_matches_mongrel2_on_a_conversation: "conversation",
     kennel_matches_mongrel2_on_a_ping_between_fragments: "ping_between_fragments",
     kennel_matches_mongrel2_when_the_client_goes: "client_goes_away",
-    kennel_matches_mongrel2_on_a_reserved_opcode: "reserved_opcode",
-    kennel_matches_mongrel2_on_rsv_bits: "rsv_bits",
-    kennel_matches_mongrel2_on_an_unmasked_frame: "unmasked",
-    kennel_matches_mongrel2_on_a_continuation_without_a_message: "continuation_without_a_message",
-    kennel_matches_mongrel2_on_a_fragmented_ping: "fragmented_ping",
-    kennel_matches_mongrel2_on_a_ping_over_125_bytes: "ping_over_125_bytes",
-    kennel_matches_mongrel2_on_a_new_message_inside_a_fragmented_one:
-        "new_message_inside_a_fragmented_one",
     kennel_matches_mongrel2_on_an_upgrade_without_a_version: "upgrade_without_version",
+}
+
+kennel_refuses_with_1002! {
+    kennel_refuses_a_reserved_opcode: "reserved_opcode",
+    kennel_refuses_rsv_bits_without_an_extension: "rsv_bits",
+    kennel_refuses_an_unmasked_frame: "unmasked",
+    kennel_refuses_a_continuation_without_a_message: "continuation_without_a_message",
+    kennel_refuses_a_fragmented_ping: "fragmented_ping",
+    kennel_refuses_a_ping_over_125_bytes: "ping_over_125_bytes",
+    kennel_refuses_a_new_message_inside_a_fragmented_one: "new_message_inside_a_fragmented_one",
 }

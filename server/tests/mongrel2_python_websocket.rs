@@ -325,7 +325,6 @@ fn mongrel2s_echo_py_through_mongrel2() {
 }
 
 #[test]
-#[ignore = "needs Kennel's WebSocket support (issue 8 §3)"]
 fn mongrel2s_echo_py_through_kennel() {
     echo_conversation(kennel);
 }

@@ -121,7 +121,6 @@ fn chat_in_two_tabs_through_mongrel2() {
 }
 
 #[test]
-#[ignore = "needs Kennel's WebSocket support (issue 8 §3)"]
 fn chat_in_two_tabs_through_kennel() {
     chat_in_two_tabs(served::kennel);
 }

@@ -99,9 +99,12 @@ enum Phase {
 /// How a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// Kennel finished it (a final response, a handler's close, a
-    /// timeout): shut the write side down and linger.
+    /// Kennel finished it (a final response, a timeout): shut the write
+    /// side down and linger.
     Linger,
+    /// The handler closed it (an empty reply): linger too, but the handler
+    /// is not sent a disconnect notice (it knows; Mongrel2 sends none).
+    HandlerClosed,
     /// Nothing is owed or the client went away (EOF, an error, an idle
     /// timeout, shutdown): just close.
     Close,
@@ -975,7 +978,7 @@ impl Connection {
             };
             match item {
                 Outgoing::Data(bytes) => self.write_handler_bytes(bytes).await?,
-                Outgoing::Close => return Ok(Some(End::Linger)),
+                Outgoing::Close => return Ok(Some(End::HandlerClosed)),
                 Outgoing::Cancel => return Ok(Some(End::Abort { cancelled: true })),
                 Outgoing::Overflow => {
                     Counters::bump(&self.server.counters().outbox_overflows);
@@ -1048,7 +1051,10 @@ impl Connection {
                     self.responses.pop();
                     self.websocket_refused();
                 }
-                Some(Outcome::Upgraded) => self.websocket_accepted(),
+                Some(Outcome::Upgraded) => {
+                    let extensions = scanner.negotiated_extensions();
+                    self.websocket_accepted(extensions);
+                }
                 Some(Outcome::UntilClose { .. }) | None => {}
             }
             let n = part.len() as u64;
@@ -1104,7 +1110,7 @@ impl Connection {
                         self.responses.pop();
                         self.websocket_refused();
                     }
-                    Some(Outcome::Upgraded) => self.websocket_accepted(),
+                    Some(Outcome::Upgraded) => self.websocket_accepted(false),
                     _ => {}
                 }
                 self.wrote_handler_bytes(len);
@@ -1324,7 +1330,8 @@ impl Connection {
     /// Ends the connection as `end` says, leaves the registry and tells
     /// the links this connection used.
     async fn finish(&mut self, end: End) {
-        if end == End::Linger {
+        let linger = matches!(end, End::Linger | End::HandlerClosed);
+        if linger {
             // The queue may hold a last refusal (408 on a timeout).
             if let Some(Owed::Local { .. }) = self.responses.front() {
                 if let Some(Owed::Local { response, .. }) = self.responses.pop() {
@@ -1337,7 +1344,8 @@ impl Connection {
         // connection is over.
         if let Some(outbox) = self.outbox.take() {
             self.server.registry().unregister(outbox.id());
-            if end != (End::Abort { cancelled: true }) {
+            let notify = !matches!(end, End::Abort { cancelled: true } | End::HandlerClosed);
+            if notify {
                 for link in outbox
                     .links()
                     .into_iter()
@@ -1348,7 +1356,7 @@ impl Connection {
             }
         }
         self.server.alarms().cancel(&mut self.alarm);
-        if end == End::Linger {
+        if linger {
             self.linger().await;
         }
     }

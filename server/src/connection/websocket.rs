@@ -101,12 +101,20 @@ impl Connection {
     }
 
     /// The handler answered the upgrade with `101`: frames from now on.
-    pub(super) fn websocket_accepted(&mut self) {
+    /// If its `101` named extensions, frames may carry RSV bits (the
+    /// handler deals with what they mean); otherwise one that sets them
+    /// is a protocol error (RFC 6455 §5.2).
+    pub(super) fn websocket_accepted(&mut self, extensions: bool) {
         if let Phase::Upgrading(_) = self.phase {
-            let Phase::Upgrading(ws) = std::mem::replace(&mut self.phase, Phase::Finishing) else {
+            let Phase::Upgrading(mut ws) = std::mem::replace(&mut self.phase, Phase::Finishing)
+            else {
                 unreachable!("just matched");
             };
-            debug!(peer = %self.peer, "websocket open");
+            if extensions {
+                let reader = std::mem::take(&mut ws.reader);
+                ws.reader = reader.allow_reserved_bits(0x70);
+            }
+            debug!(peer = %self.peer, extensions, "websocket open");
             self.phase = Phase::WebSocket(ws);
         }
     }

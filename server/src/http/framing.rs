@@ -84,6 +84,8 @@ pub struct ResponseScanner {
     /// Head bytes kept while the head arrives in pieces.
     held: Vec<u8>,
     status: Option<u16>,
+    /// A `101` that named extensions (`Sec-WebSocket-Extensions`).
+    extensions: bool,
 }
 
 impl ResponseScanner {
@@ -95,7 +97,15 @@ impl ResponseScanner {
             head_request,
             held: Vec::new(),
             status: None,
+            extensions: false,
         }
+    }
+
+    /// Whether the `101` the stream switched with named WebSocket
+    /// extensions (`Sec-WebSocket-Extensions`): then frames may carry the
+    /// RSV bits those use.
+    pub fn negotiated_extensions(&self) -> bool {
+        self.extensions
     }
 
     /// The final status, once the head has been read.
@@ -195,13 +205,19 @@ impl ResponseScanner {
             self.state = State::UntilClose;
             return end;
         }
-        let framing = if self.held.is_empty() {
-            framing(&bytes[..end], self.head_request)
+        let (framing, extensions) = if self.held.is_empty() {
+            let head = &bytes[..end];
+            let framing = framing(head, self.head_request);
+            let upgraded = matches!(framing, Some((_, State::Upgraded)));
+            (framing, upgraded && names_extensions(head))
         } else {
             self.held.extend_from_slice(&bytes[..end]);
             let held = std::mem::take(&mut self.held);
-            framing(&held, self.head_request)
+            let framing = framing(&held, self.head_request);
+            let upgraded = matches!(framing, Some((_, State::Upgraded)));
+            (framing, upgraded && names_extensions(&held))
         };
+        self.extensions = extensions;
         match framing {
             Some((status, next)) => {
                 if next == State::Head {
@@ -316,6 +332,21 @@ fn head_end(held: &[u8], bytes: &[u8]) -> Option<usize> {
         (p2, p1) = (p1, b);
     }
     None
+}
+
+/// Whether a head has a `Sec-WebSocket-Extensions` field.
+fn names_extensions(head: &[u8]) -> bool {
+    let mut slots = [httparse::EMPTY_HEADER; HEADER_SLOTS];
+    let mut response = httparse::Response::new(&mut slots);
+    let start = head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(head.len());
+    response.parse(&head[start..]).is_ok()
+        && response
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
 }
 
 /// The status and the body framing of a complete response head; `None` if
@@ -513,6 +544,20 @@ mod tests {
             every_split(d, false),
             [(d.len(), Outcome::UntilClose { status: Some(200) })]
         );
+    }
+
+    #[test]
+    fn a_101_that_names_extensions_is_noticed() {
+        let with = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        for cut in 1..with.len() {
+            let mut scanner = ResponseScanner::new(false);
+            scanner.scan(&with[..cut]);
+            assert_eq!(scanner.scan(&with[cut..]).1, Some(Outcome::Upgraded));
+            assert!(scanner.negotiated_extensions(), "cut at {cut}");
+        }
+        let mut without = ResponseScanner::new(false);
+        without.scan(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+        assert!(!without.negotiated_extensions());
     }
 
     #[test]
