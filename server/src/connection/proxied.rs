@@ -22,10 +22,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::responses::Local;
 use super::{ConnError, Connection, End, ReadProgress, READ_CHUNK};
+use crate::config::Proxy as ProxyTarget;
 use crate::http::{self, BodyKind, ChunkedDecoder, Head, Version};
 use crate::proxy::{self, Framing, ProxyBody, ProxyError};
 use crate::server::Active;
@@ -83,7 +84,7 @@ impl Connection {
             body,
         ) {
             Ok(request) => request,
-            Err(e) => return Ok(self.proxy_failed(head, &e, false)),
+            Err(e) => return Ok(self.proxy_failed(head, backend, &e, false)),
         };
         let upgrade = proxy::is_upgrade(head);
         let response = proxy.send(request);
@@ -112,7 +113,7 @@ impl Connection {
                     }
                     Err(PumpError::Backend(e)) => {
                         drop(tx);
-                        return Ok(self.proxy_failed(head, &e, true));
+                        return Ok(self.proxy_failed(head, backend, &e, true));
                     }
                     Err(PumpError::Io(e)) => return Err(e),
                 },
@@ -122,11 +123,11 @@ impl Connection {
         drop(tx);
         let mut response = match response {
             Ok(response) => response,
-            Err(e) => return Ok(self.proxy_failed(head, &e, !body_read)),
+            Err(e) => return Ok(self.proxy_failed(head, backend, &e, !body_read)),
         };
         let status = response.status().as_u16();
         if status == 101 && upgrade {
-            return self.tunnel(head, &mut response).await;
+            return self.tunnel(head, backend, &mut response).await;
         }
         let http11 = head.version() == Version::Http11;
         let framing = proxy::framing(status, response.headers(), head.method() == b"HEAD", http11);
@@ -312,9 +313,22 @@ impl Connection {
 
     /// The back end failed: the client gets its status, and the connection
     /// closes if the request body was not all read.
-    fn proxy_failed(&mut self, head: &Head, e: &ProxyError, unread_body: bool) -> Option<End> {
-        debug!(peer = %self.peer, error = %e, "proxy");
+    fn proxy_failed(
+        &mut self,
+        head: &Head,
+        backend: &ProxyTarget,
+        e: &ProxyError,
+        unread_body: bool,
+    ) -> Option<End> {
         let status = e.status();
+        warn!(
+            peer = %self.peer,
+            backend = %format_args!("{}:{}", backend.addr, backend.port),
+            path = %String::from_utf8_lossy(head.path()),
+            status,
+            error = %e,
+            "proxy route failed"
+        );
         let close = unread_body || !head.keep_alive();
         self.queue_local(Local::Bytes(http::canned(status, close)), close);
         self.log(head, status, 0);
@@ -327,6 +341,7 @@ impl Connection {
     async fn tunnel(
         &mut self,
         head: &Head,
+        backend: &ProxyTarget,
         response: &mut ::http::Response<hyper::body::Incoming>,
     ) -> Result<Option<End>, ConnError> {
         let reason = response
@@ -344,7 +359,12 @@ impl Connection {
             Ok(upgraded) => upgraded,
             Err(e) => {
                 debug!(peer = %self.peer, error = %e, "the back end's upgrade failed");
-                return Ok(self.proxy_failed(head, &ProxyError::Backend(e.to_string()), true));
+                return Ok(self.proxy_failed(
+                    head,
+                    backend,
+                    &ProxyError::Backend(e.to_string()),
+                    true,
+                ));
             }
         };
         self.write_all(&response_head).await?;
