@@ -192,6 +192,11 @@ fn write_lines(mut file: File, path: PathBuf, shared: Arc<Shared>) {
                 _ => {}
             }
             spare.clear();
+            // A burst (thousands of requests with this thread behind)
+            // grows a buffer to megabytes; keep the usual size after it.
+            if spare.capacity() > 2 * FLUSH_BYTES {
+                spare = Vec::new();
+            }
         }
         if closed {
             // One last look: lines added between the swap and the close.
