@@ -21,7 +21,7 @@
 
 use std::fmt;
 
-use crate::tnetstring::{self, begin_container, end_container, Container, Value};
+use crate::tnetstring::{self, begin_container, end_container, Container, Tag, Value};
 
 /// How the header block of a request message is encoded: the `handler`
 /// table's `protocol` column.
@@ -514,12 +514,32 @@ pub enum RequestError {
 /// Names are case-sensitive as sent: server keys are upper-case (`METHOD`,
 /// `PATH`, …) and client header names lower-case. A header that arrived as
 /// an array appears once per value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    entries: Vec<(String, Vec<u8>)>,
+    /// Every name and value, one after the other: one buffer, however many
+    /// headers (a request's headers cost two allocations, not two each).
+    bytes: Vec<u8>,
+    /// Per pair: where its name starts, where its value starts, where the
+    /// value ends, in `bytes` (the name ends where the value starts).
+    entries: Vec<[u32; 3]>,
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
+            .finish()
+    }
 }
 
 impl Headers {
+    fn pair(&self, entry: &[u32; 3]) -> (&str, &[u8]) {
+        let [name, value, end] = entry.map(|i| i as usize);
+        // Names are pushed as `&str`, so every name range is valid UTF-8.
+        let name = std::str::from_utf8(&self.bytes[name..value]).unwrap_or_default();
+        (name, &self.bytes[value..end])
+    }
+
     /// The first value of `name` as text, if present and valid UTF-8.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.get_bytes(name)
@@ -528,23 +548,17 @@ impl Headers {
 
     /// The first value of `name` as bytes.
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.entries
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.entries
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// Every (name, value) pair in message order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        self.entries.iter().map(|e| self.pair(e))
     }
 
     /// How many (name, value) pairs there are.
@@ -557,8 +571,14 @@ impl Headers {
         self.entries.is_empty()
     }
 
-    fn push(&mut self, name: String, value: Vec<u8>) {
-        self.entries.push((name, value));
+    fn push(&mut self, name: &str, value: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(name.as_bytes());
+        let middle = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        // Headers come from one ZeroMQ message: far below 4 GiB.
+        self.entries
+            .push([start as u32, middle as u32, self.bytes.len() as u32]);
     }
 }
 
@@ -592,12 +612,19 @@ impl Request {
         let (id, rest) = split_space(rest, "connection id")?;
         let (path, rest) = split_space(rest, "path")?;
         let conn_id = parse_id(id).ok_or_else(|| RequestError::BadConnectionId(lossy(id)))?;
-        let (header_block, rest) = tnetstring::parse_prefix(rest).map_err(RequestError::Headers)?;
-        let (headers, protocol) = match header_block {
-            Value::String(json) => (parse_json_headers(json)?, Protocol::Json),
-            Value::Dict(pairs) => (tnetstring_headers(pairs)?, Protocol::Tnetstring),
-            other => return Err(RequestError::HeaderTag(other.tag().byte() as char)),
+        let (block, after) = tnetstring::frame_prefix(rest).map_err(RequestError::Headers)?;
+        let (headers, protocol) = match block.tag {
+            Tag::String => (parse_json_headers(block.payload)?, Protocol::Json),
+            Tag::Dict => (
+                tnetstring_headers(
+                    tnetstring::DictPairs::new(rest, &block),
+                    block.payload.len(),
+                )?,
+                Protocol::Tnetstring,
+            ),
+            other => return Err(RequestError::HeaderTag(other.byte() as char)),
         };
+        let rest = after;
         let body = match tnetstring::parse(rest) {
             Ok(Value::String(body)) => body.to_vec(),
             Ok(other) => {
@@ -753,54 +780,94 @@ pub(crate) fn parse_id(digits: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-fn tnetstring_headers(pairs: Vec<(&[u8], Value<'_>)>) -> Result<Headers, RequestError> {
-    let mut headers = Headers::default();
-    for (name, value) in pairs {
-        let name = lossy(name);
+fn tnetstring_headers(
+    pairs: tnetstring::DictPairs<'_>,
+    size: usize,
+) -> Result<Headers, RequestError> {
+    let mut headers = Headers {
+        bytes: Vec::with_capacity(size),
+        entries: Vec::with_capacity(16),
+    };
+    for pair in pairs {
+        let (name, value) = pair.map_err(RequestError::Headers)?;
+        let name = String::from_utf8_lossy(name);
         match value {
-            Value::String(v) => headers.push(name, v.to_vec()),
+            Value::String(v) => headers.push(&name, v),
             Value::List(items) => {
                 for item in items {
                     match item {
-                        Value::String(v) => headers.push(name.clone(), v.to_vec()),
-                        _ => return Err(RequestError::HeaderValue(name)),
+                        Value::String(v) => headers.push(&name, v),
+                        _ => return Err(RequestError::HeaderValue(name.into_owned())),
                     }
                 }
             }
-            _ => return Err(RequestError::HeaderValue(name)),
+            _ => return Err(RequestError::HeaderValue(name.into_owned())),
         }
     }
     Ok(headers)
 }
 
 fn parse_json_headers(json: &[u8]) -> Result<Headers, RequestError> {
-    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::borrow::Cow;
 
-    struct HeadersVisitor;
-    struct Values(Vec<String>);
+    /// A string borrowed from the message when it has no escapes.
+    struct Text<'de>(Cow<'de, str>);
 
-    impl<'de> serde::Deserialize<'de> for Values {
+    impl<'de> serde::Deserialize<'de> for Text<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             struct V;
             impl<'de> Visitor<'de> for V {
-                type Value = Values;
+                type Value = Text<'de>;
                 fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a string or an array of strings")
+                    f.write_str("a string")
                 }
-                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Values, E> {
-                    Ok(Values(vec![v.to_owned()]))
+                fn visit_borrowed_str<E: serde::de::Error>(
+                    self,
+                    v: &'de str,
+                ) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Borrowed(v)))
                 }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values, A::Error> {
-                    let mut values = Vec::new();
-                    while let Some(v) = seq.next_element::<String>()? {
-                        values.push(v);
-                    }
-                    Ok(Values(values))
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Owned(v.to_owned())))
                 }
             }
-            d.deserialize_any(V)
+            d.deserialize_str(V)
         }
     }
+
+    /// A header's value (a string or an array of strings), pushed straight
+    /// into the headers under `name`.
+    struct Values<'h> {
+        headers: &'h mut Headers,
+        name: &'h str,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Values<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Values<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an array of strings")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+            self.headers.push(self.name, v.as_bytes());
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(Text(v)) = seq.next_element::<Text<'de>>()? {
+                self.headers.push(self.name, v.as_bytes());
+            }
+            Ok(())
+        }
+    }
+
+    struct HeadersVisitor(usize);
 
     impl<'de> Visitor<'de> for HeadersVisitor {
         type Value = Headers;
@@ -808,11 +875,15 @@ fn parse_json_headers(json: &[u8]) -> Result<Headers, RequestError> {
             f.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
-            let mut headers = Headers::default();
-            while let Some((name, values)) = map.next_entry::<String, Values>()? {
-                for value in values.0 {
-                    headers.push(name.clone(), value.into_bytes());
-                }
+            let mut headers = Headers {
+                bytes: Vec::with_capacity(self.0),
+                entries: Vec::with_capacity(16),
+            };
+            while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
+                map.next_value_seed(Values {
+                    headers: &mut headers,
+                    name: &name,
+                })?;
             }
             Ok(headers)
         }
@@ -820,7 +891,7 @@ fn parse_json_headers(json: &[u8]) -> Result<Headers, RequestError> {
 
     let mut de = serde_json::Deserializer::from_slice(json);
     let headers = de
-        .deserialize_map(HeadersVisitor)
+        .deserialize_map(HeadersVisitor(json.len()))
         .and_then(|h| de.end().map(|()| h))
         .map_err(|e| RequestError::Json(e.to_string()))?;
     Ok(headers)

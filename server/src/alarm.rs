@@ -11,9 +11,12 @@
 //! deadline and wakes whoever is due. [`Alarms::shutdown`] wakes every
 //! registered connection at once.
 //!
-//! Cost: one short lock per wait (the connection's entry moves when its
-//! deadline does), and one spurious wake-up for an entry left behind by a
-//! connection that went busy (harmless: it polls and waits again).
+//! Cost: one short lock per wait. An entry moves only when its deadline
+//! gets earlier; a later one (an idle timer reset by each message) leaves
+//! it where it is, and it rings early once: the connection finds its real
+//! deadline not come and registers again. The same spurious wake-up comes
+//! for an entry left behind by a connection that went busy (harmless: it
+//! polls and waits again).
 //! Deadlines while a request is being read or a response written are not
 //! kept here; those waits are short and use tokio's timers.
 
@@ -103,7 +106,9 @@ impl Alarms {
 
     /// Ready when `deadline` has passed (or, for an `idle` connection, the
     /// server is shutting down); otherwise registers `cx`'s waker under
-    /// `deadline`, moving `alarm`'s entry if its deadline changed.
+    /// `deadline`, moving `alarm`'s entry if the deadline got earlier (a
+    /// later one keeps the entry: it rings early, and the next poll
+    /// registers the real deadline).
     pub fn poll(
         &self,
         alarm: &mut Alarm,
@@ -115,26 +120,30 @@ impl Alarms {
             self.cancel(alarm);
             return Poll::Ready(Ring::Shutdown);
         }
-        if Instant::now() >= deadline {
-            self.cancel(alarm);
-            return Poll::Ready(Ring::Deadline);
-        }
         let ms = self.millis(deadline);
         let mut entries = self.lock();
         match alarm.key {
-            Some(key) if key.get() >> SEQUENCE_BITS == ms => {
+            // Registered no later than `deadline` and not yet rung: keep it.
+            // A deadline that moves later (an active connection's idle
+            // timer, reset by every message) costs nothing here; the entry
+            // rings early once, and the connection registers afresh.
+            Some(key) if key.get() >> SEQUENCE_BITS <= ms => {
                 if let Some(waker) = entries.get_mut(&key.get()) {
                     if !waker.will_wake(cx.waker()) {
                         *waker = cx.waker().clone();
                     }
                     return Poll::Pending;
                 }
-                // It fired meanwhile: register afresh below.
+                // It rang: the real deadline may have come too.
             }
             Some(key) => {
                 entries.remove(&key.get());
             }
             None => {}
+        }
+        alarm.key = None;
+        if Instant::now() >= deadline {
+            return Poll::Ready(Ring::Deadline);
         }
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) & ((1 << SEQUENCE_BITS) - 1);
         // Never zero: the deadline is in the future, so `ms` is at least 1.
@@ -251,6 +260,26 @@ mod tests {
         assert_eq!(alarms.len(), 1);
         let second = Instant::now() + Duration::from_secs(1);
         assert_eq!(wait(&alarms, &mut c, second, false).await, Ring::Deadline);
+        assert!(alarms.is_empty());
+        // A later deadline keeps the entry; it rings at the real one.
+        let mut d = Alarm::default();
+        let start = Instant::now();
+        let early = start + Duration::from_secs(5);
+        std::future::poll_fn(|cx| {
+            assert!(alarms.poll(&mut d, early, false, cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        let later = start + Duration::from_secs(50);
+        let key = d.key;
+        std::future::poll_fn(|cx| {
+            assert!(alarms.poll(&mut d, later, false, cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        assert_eq!((d.key, alarms.len()), (key, 1));
+        assert_eq!(wait(&alarms, &mut d, later, false).await, Ring::Deadline);
+        assert!(Instant::now() >= later);
         assert!(alarms.is_empty());
         driver.abort();
     }

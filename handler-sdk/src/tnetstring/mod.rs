@@ -62,6 +62,7 @@ pub use frame::{
     write_string, Container, Mark, CONTAINER_LENGTH_RESERVE,
 };
 pub use ser::{to_vec, Serializer};
+pub(crate) use value::{frame_prefix, DictPairs};
 pub use value::{parse, parse_prefix, Value};
 
 use std::fmt;

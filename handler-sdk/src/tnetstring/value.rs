@@ -67,6 +67,46 @@ pub fn parse_prefix(input: &[u8]) -> Result<(Value<'_>, &[u8]), Error> {
     Ok((value, &input[frame.end..]))
 }
 
+/// The outermost value at the start of `input`, undecoded: its tag and,
+/// for a string, its payload; a dict's pairs come from [`DictPairs`]
+/// without building the dict. With the bytes after it.
+pub(crate) fn frame_prefix(input: &[u8]) -> Result<(Frame<'_>, &[u8]), Error> {
+    let frame = read_frame(input, 0, input.len(), Region::Top)?;
+    let rest = &input[frame.end..];
+    Ok((frame, rest))
+}
+
+/// The pairs of an outermost dict, one at a time, each value decoded.
+pub(crate) struct DictPairs<'a> {
+    input: &'a [u8],
+    elements: Elements,
+}
+
+impl<'a> DictPairs<'a> {
+    /// The pairs of `dict`, a frame [`frame_prefix`] read from `input`.
+    pub(crate) fn new(input: &'a [u8], dict: &Frame<'a>) -> DictPairs<'a> {
+        debug_assert_eq!(dict.tag, Tag::Dict);
+        DictPairs {
+            input,
+            elements: Elements::new(dict),
+        }
+    }
+}
+
+impl<'a> Iterator for DictPairs<'a> {
+    type Item = Result<(&'a [u8], Value<'a>), Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let pair = match self.elements.next_pair(self.input) {
+            Ok(Some(pair)) => pair,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        let (key, value) = pair;
+        Some(decode(self.input, &value, 2).map(|v| (key.payload, v)))
+    }
+}
+
 /// Decodes `frame` of `input`, whose containers (if it is one) sit at
 /// nesting level `depth` (1 for the outermost value).
 pub(crate) fn decode<'a>(
