@@ -14,6 +14,7 @@
 #![allow(dead_code)] // each test file uses its own part of it
 
 pub mod databases;
+pub mod upload;
 pub mod websocket;
 
 use std::io::Write;
@@ -104,6 +105,12 @@ impl Site {
     /// as another user it never does), `server.daemonize = 0`, one host and
     /// two handler routes.
     pub fn new(kind: DbKind) -> Site {
+        Site::with_settings(kind, &[])
+    }
+
+    /// [`Site::new`] with more `setting` rows; `{root}` in a value stands
+    /// for the temp dir.
+    pub fn with_settings(kind: DbKind, extra: &[(&str, &str)]) -> Site {
         Site::build(kind, |server, root| SiteRows {
             server,
             hosts: vec![HostRows {
@@ -134,7 +141,14 @@ impl Site {
                 .collect(),
             dirs: Vec::new(),
             proxies: Vec::new(),
-            settings: vec![("server.daemonize".into(), "0".into())],
+            settings: std::iter::once(("server.daemonize".to_owned(), "0".to_owned()))
+                .chain(extra.iter().map(|(k, v)| {
+                    (
+                        (*k).to_owned(),
+                        v.replace("{root}", &root.display().to_string()),
+                    )
+                }))
+                .collect(),
         })
     }
 
