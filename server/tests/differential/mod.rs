@@ -14,6 +14,7 @@
 #![allow(dead_code)] // each test file uses its own part of it
 
 pub mod databases;
+pub mod python;
 pub mod upload;
 pub mod websocket;
 
