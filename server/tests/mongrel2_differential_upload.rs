@@ -33,8 +33,7 @@ use differential::upload::{
     UploadFile, UploadRun, BIG_REPLY_LEN, BODY_LEN, CHUNK, CONTENT_LENGTH, CREDIT, MODE, PARTIAL,
     REFUSAL, WITH_HEAD,
 };
-use differential::{find_mongrel2, show, Canonical, Kennel, Mongrel2, Route, REPLY};
-use kennel_handler::tnetstring::Value;
+use differential::{find_mongrel2, member, show, Canonical, Kennel, Mongrel2, Route, REPLY};
 use kennel_handler::Request;
 
 struct UploadRuns {
@@ -73,21 +72,11 @@ fn run_all() -> UploadRuns {
     runs
 }
 
+/// The runs, made once per test binary; a failure fails every test with
+/// the same message.
 fn runs() -> &'static UploadRuns {
     static RUNS: OnceLock<Result<UploadRuns, String>> = OnceLock::new();
-    let runs = RUNS.get_or_init(|| {
-        std::panic::catch_unwind(run_all).map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default()
-        })
-    });
-    match runs {
-        Ok(runs) => runs,
-        Err(why) => panic!("the upload run failed: {why}"),
-    }
+    differential::run_once(&RUNS, "the upload run", run_all)
 }
 
 /// A frame for the eye: the body netstring of a long frame as its length.
@@ -164,19 +153,6 @@ fn canonical(what: &str, frame: &[u8], template: &str) -> Canonical {
     Canonical::of(&normal)
         .unwrap_or_else(|| panic!("{what}: the frame does not split: {}", show(frame)))
         .0
-}
-
-/// One header member exactly as `route`'s protocol writes it.
-fn member(route: Route, key: &str, value: &str) -> Vec<u8> {
-    match route {
-        Route::Json => format!("\"{key}\":\"{value}\"").into_bytes(),
-        Route::Tns => {
-            let mut out = Vec::new();
-            Value::String(key.as_bytes()).encode(&mut out);
-            Value::String(value.as_bytes()).encode(&mut out);
-            out
-        }
-    }
 }
 
 fn is_disconnect(frame: &[u8]) -> bool {

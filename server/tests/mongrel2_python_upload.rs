@@ -28,7 +28,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use differential::databases::{find_program, DbKind, HandlerRow, HostRows, SiteRows, TargetRow};
+use differential::databases::{find_program, HandlerRow};
 use differential::python::{self, INSTALL};
 use differential::{kennel, mongrel2, Site, Start};
 
@@ -55,33 +55,22 @@ const BODY_LEN: usize = 300_000;
 /// `handler_test`, that file's upload settings with the template in the
 /// temp dir, made by `m2sh load`.
 fn upload_site() -> Site {
-    let setting = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-    Site::build(DbKind::M2sh, |server, root| SiteRows {
-        server,
-        hosts: vec![HostRows {
-            name: "localhost".into(),
-            matching: "localhost".into(),
-            routes: vec![("/handlertest".into(), TargetRow::Handler(0))],
-        }],
-        handlers: vec![HandlerRow {
-            send_spec: SEND_SPEC.into(),
-            send_ident: SEND_IDENT.into(),
-            recv_spec: RECV_SPEC.into(),
-            recv_ident: String::new(),
-            protocol: "json".into(),
-        }],
-        dirs: Vec::new(),
-        proxies: Vec::new(),
-        settings: vec![
-            setting("server.daemonize", "0"),
-            setting("zeromq.threads", "1"),
-            setting(
-                "upload.temp_store",
-                &format!("{}/tmp/upload.XXXXXX", root.display()),
-            ),
-            setting("upload.temp_store_mode", "0666"),
+    let handler = HandlerRow {
+        send_spec: SEND_SPEC.into(),
+        send_ident: SEND_IDENT.into(),
+        recv_spec: RECV_SPEC.into(),
+        recv_ident: String::new(),
+        protocol: "json".into(),
+    };
+    python::example_site(
+        "/handlertest",
+        handler,
+        &[
+            ("zeromq.threads", "1"),
+            ("upload.temp_store", "{root}/tmp/upload.XXXXXX"),
+            ("upload.temp_store_mode", "0666"),
         ],
-    })
+    )
 }
 
 /// `md5sum FILE`'s hex digest.

@@ -30,7 +30,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use differential::databases::{DbKind, HandlerRow, HostRows, SiteRows, TargetRow};
+use differential::databases::HandlerRow;
 use differential::python::{self, PortLock};
 use differential::{kennel, mongrel2, Served, Site, Start};
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -58,32 +58,24 @@ fn lock_ports() -> PortLock {
 /// The site of `ws/mongrel2.conf`: one host whose `/handlertest` route
 /// goes to `handler_test`, with that file's settings, made by `m2sh load`.
 fn echo_site() -> Site {
-    let setting = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-    Site::build(DbKind::M2sh, |server, _| SiteRows {
-        server,
-        hosts: vec![HostRows {
-            name: "localhost".into(),
-            matching: "localhost".into(),
-            routes: vec![("/handlertest".into(), TargetRow::Handler(0))],
-        }],
-        handlers: vec![HandlerRow {
-            send_spec: SEND_SPEC.into(),
-            send_ident: SEND_IDENT.into(),
-            recv_spec: RECV_SPEC.into(),
-            recv_ident: String::new(),
-            protocol: "tnetstring".into(),
-        }],
-        dirs: Vec::new(),
-        proxies: Vec::new(),
-        settings: vec![
-            setting("server.daemonize", "0"),
-            setting("zeromq.threads", "1"),
-            setting("limits.client_read_retries", "80"),
-            setting("limits.min_ping", "0"),
-            setting("limits.min_write_rate", "0"),
-            setting("limits.min_read_rate", "0"),
+    let handler = HandlerRow {
+        send_spec: SEND_SPEC.into(),
+        send_ident: SEND_IDENT.into(),
+        recv_spec: RECV_SPEC.into(),
+        recv_ident: String::new(),
+        protocol: "tnetstring".into(),
+    };
+    python::example_site(
+        "/handlertest",
+        handler,
+        &[
+            ("zeromq.threads", "1"),
+            ("limits.client_read_retries", "80"),
+            ("limits.min_ping", "0"),
+            ("limits.min_write_rate", "0"),
+            ("limits.min_read_rate", "0"),
         ],
-    })
+    )
 }
 
 /// Copies echo.py, its `wsutil.py` and Mongrel2's Python library into

@@ -6,7 +6,7 @@
 //! `KENNEL_PY2_PATH` (see `tests/setup.sh`), and a lock file per set of
 //! hard-coded ports so that no two tests use them at once.
 //!
-//! Owns: [`install`], [`Handler`] (the running script, killed by its PID on
+//! Owns: [`install`], [`example_site`], [`Handler`] (the running script, killed by its PID on
 //! drop, its output in a file) and [`lock_ports`]. Used by the tests that
 //! run `ws/python/echo.py` and `http_0mq/upload.py`. Anything missing
 //! fails the test with a message saying what to install; nothing is
@@ -17,6 +17,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::databases::{DbKind, HandlerRow, HostRows, SiteRows, TargetRow};
+use super::Site;
 
 /// Mongrel2's examples, as Debian installs them.
 pub const EXAMPLES: &str = "/usr/share/doc/mongrel2-core/examples";
@@ -163,4 +166,31 @@ impl Drop for Handler {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The site an example handler is written for: one host, `localhost`,
+/// whose route `route` goes to the one handler row `handler`, with
+/// `settings` (`{root}` in a value is the site's folder; the settings
+/// start with `server.daemonize = 0`), made by `m2sh load`.
+pub fn example_site(route: &str, handler: HandlerRow, settings: &[(&str, &str)]) -> Site {
+    Site::build(DbKind::M2sh, |server, root| SiteRows {
+        server,
+        hosts: vec![HostRows {
+            name: "localhost".into(),
+            matching: "localhost".into(),
+            routes: vec![(route.to_owned(), TargetRow::Handler(0))],
+        }],
+        handlers: vec![handler],
+        dirs: Vec::new(),
+        proxies: Vec::new(),
+        settings: std::iter::once(("server.daemonize", "0"))
+            .chain(settings.iter().copied())
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    v.replace("{root}", &root.display().to_string()),
+                )
+            })
+            .collect(),
+    })
 }

@@ -356,22 +356,16 @@ fn is_upload_start_only(frame: &[u8]) -> bool {
 /// Runs every scenario of `settings` against the server on `addr`
 /// (serving `site`), in order; returns the records in the same order.
 pub fn exercise_uploads(site: &Site, addr: SocketAddr, scenarios: &[&Scenario]) -> Vec<UploadRun> {
-    let captures: Vec<Capture> = Route::ALL
-        .iter()
-        .map(|&r| Capture::connect(site, r))
-        .collect();
+    let captures = super::capture_all(site);
     for capture in &captures {
         capture.ping();
     }
     scenarios
         .iter()
         .map(|scenario| {
-            let at = Route::ALL
-                .iter()
-                .position(|&r| r == scenario.route)
-                .unwrap();
             clear_uploads(site);
-            let run = run_scenario(&captures[at], site, addr, scenario);
+            let capture = super::capture_of(&captures, scenario.route);
+            let run = run_scenario(capture, site, addr, scenario);
             clear_uploads(site);
             run
         })
@@ -529,6 +523,14 @@ impl Runner<'_> {
         panic!("{}: the stream never ended", self.what);
     }
 
+    /// Notes the files, answers the upload with [`REPLY`] and reads the
+    /// answer.
+    fn answer(&mut self, site: &Site, id: u64) {
+        self.run.files = files(site);
+        self.capture.reply(id, REPLY);
+        self.read_response();
+    }
+
     fn id(&self) -> u64 {
         let frame = self.run.frames.first().expect("a first frame");
         frame_id(frame).unwrap_or_else(|| panic!("{}: no id in {}", self.what, show(frame)))
@@ -571,9 +573,7 @@ fn run_scenario(
                 r.recv("the upload-done message");
                 r.run.before_handler = r.run.frames.len();
             }
-            r.run.files = files(site);
-            capture.reply(id, REPLY);
-            r.read_response();
+            r.answer(site, id);
         }
         Flow::Chunked => {
             let encoded = chunked(&body, CHUNK);
@@ -590,9 +590,7 @@ fn run_scenario(
                 r.recv("the upload-done message");
                 r.run.before_handler = r.run.frames.len();
             }
-            r.run.files = files(site);
-            capture.reply(id, REPLY);
-            r.read_response();
+            r.answer(site, id);
         }
         Flow::SmallChunked => {
             r.send(&[&head[..], &chunked(b"hello", CHUNK)[..]].concat());
@@ -611,9 +609,7 @@ fn run_scenario(
                 r.recv("the upload-done message");
             }
             r.run.before_handler = r.run.frames.len();
-            r.run.files = files(site);
-            capture.reply(id, REPLY);
-            r.read_response();
+            r.answer(site, id);
         }
         Flow::ClientGoes | Flow::Cancel | Flow::Refuse => {
             r.send(&[&head[..], &body[..WITH_HEAD]].concat());
