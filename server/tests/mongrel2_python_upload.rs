@@ -28,7 +28,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use differential::databases::{find_program, HandlerRow};
+use differential::databases::{find_program_of, HandlerRow};
 use differential::python::{self, INSTALL};
 use differential::{kennel, mongrel2, Site, Start};
 
@@ -75,7 +75,7 @@ fn upload_site() -> Site {
 
 /// `md5sum FILE`'s hex digest.
 fn md5(file: &Path) -> String {
-    let out = Command::new(find_program("md5sum"))
+    let out = Command::new(find_program_of("md5sum", "coreutils"))
         .arg(file)
         .output()
         .expect("run md5sum");
@@ -96,7 +96,7 @@ fn upload_good(start: Start) {
     let body: Vec<u8> = (0..BODY_LEN).map(|i| (i * 31 % 253) as u8).collect();
     std::fs::write(&file, &body).unwrap();
     let want = format!("UPLOAD GOOD: {}", md5(&file));
-    let curl = find_program("curl");
+    let curl = find_program_of("curl", "curl");
     let url = format!("http://localhost:{}/handlertest", served.addr().port());
     let out = Command::new(&curl)
         .args(["-sS", "-i", "--max-time", REQUEST_TIMEOUT_S])
