@@ -26,8 +26,7 @@ use differential::websocket::{
     big_binary, cases, exercise_ws, switching_protocols, End, WsCase, WsCaseRun, ACCEPT,
     CLOSE_PAYLOAD, CLOSE_REPLY, KEY,
 };
-use differential::{kennel, mongrel2, show, Canonical, Outcome, Route, Site, Start, REPLY};
-use kennel_handler::tnetstring::Value;
+use differential::{kennel, member, mongrel2, show, Canonical, Outcome, Route, Site, Start, REPLY};
 use kennel_handler::Request;
 
 /// The `Host` of every request: one value for both servers' sites.
@@ -51,19 +50,7 @@ fn run(start: Start) -> WsRuns {
 /// One run per server per test binary; a failure fails every test that
 /// needs it with the same message.
 fn runs_of(cell: &'static OnceLock<Result<WsRuns, String>>, start: Start) -> &'static WsRuns {
-    let runs = cell.get_or_init(|| {
-        std::panic::catch_unwind(|| run(start)).map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default()
-        })
-    });
-    match runs {
-        Ok(runs) => runs,
-        Err(why) => panic!("the WebSocket run failed: {why}"),
-    }
+    differential::run_once(cell, "the WebSocket run", move || run(start))
 }
 
 fn mongrel2_runs() -> &'static WsRuns {
@@ -94,19 +81,6 @@ fn handshake<'a>(what: &str, run: &'a WsCaseRun) -> &'a [u8] {
     match &run.handshake {
         Some(Outcome::Frame(frame)) => frame,
         other => panic!("{what}: no handshake frame: {other:?}"),
-    }
-}
-
-/// One header member exactly as `route`'s protocol writes it.
-fn member(route: Route, key: &str, value: &str) -> Vec<u8> {
-    match route {
-        Route::Json => format!("\"{key}\":\"{value}\"").into_bytes(),
-        Route::Tns => {
-            let mut out = Vec::new();
-            Value::String(key.as_bytes()).encode(&mut out);
-            Value::String(value.as_bytes()).encode(&mut out);
-            out
-        }
     }
 }
 

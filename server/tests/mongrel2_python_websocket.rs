@@ -26,29 +26,22 @@
 mod common;
 mod differential;
 
-use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use differential::databases::{DbKind, HandlerRow, HostRows, SiteRows, TargetRow};
+use differential::databases::HandlerRow;
+use differential::python::{self, PortLock};
 use differential::{kennel, mongrel2, Served, Site, Start};
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::{Message, WebSocket};
-
-/// Mongrel2's WebSocket example, as Debian installs it.
-const EXAMPLES: &str = "/usr/share/doc/mongrel2-core/examples";
 
 /// What `echo.py` connects to: its PULL socket to the server's PUSH
 /// (`send_spec`), its PUB socket to the server's SUB (`recv_spec`).
 const SEND_SPEC: &str = "tcp://127.0.0.1:9990";
 const RECV_SPEC: &str = "tcp://127.0.0.1:9989";
 const PORTS: [u16; 2] = [9990, 9989];
-
-/// The lock file every test using those ports takes first.
-const PORT_LOCK: &str = "/tmp/kennel-tests-ports-9989-9990.lock";
 
 /// The handler row of `ws/mongrel2.conf` (`handler_test`).
 const SEND_IDENT: &str = "34f9ceee-cd52-4b7f-b197-88bf2f0ec378";
@@ -58,146 +51,44 @@ const SEND_IDENT: &str = "34f9ceee-cd52-4b7f-b197-88bf2f0ec378";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
 
-const INSTALL: &str = "`bash tests/setup.sh` installs everything the tests need";
-
-/// Holds the exclusive lock on [`PORT_LOCK`] while it lives.
-struct PortLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
-
-/// Takes the lock (waiting for any other holder), then checks that
-/// nothing else listens on the two ports.
 fn lock_ports() -> PortLock {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(PORT_LOCK)
-        .expect("open the port lock file");
-    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock the port lock file");
-    for port in PORTS {
-        if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
-            panic!("port {port} is taken ({e}): echo.py hard-codes 9990 and 9989");
-        }
-    }
-    PortLock(lock)
+    python::lock_ports(&PORTS, "echo.py hard-codes 9990 and 9989")
 }
 
 /// The site of `ws/mongrel2.conf`: one host whose `/handlertest` route
 /// goes to `handler_test`, with that file's settings, made by `m2sh load`.
 fn echo_site() -> Site {
-    let setting = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-    Site::build(DbKind::M2sh, |server, _| SiteRows {
-        server,
-        hosts: vec![HostRows {
-            name: "localhost".into(),
-            matching: "localhost".into(),
-            routes: vec![("/handlertest".into(), TargetRow::Handler(0))],
-        }],
-        handlers: vec![HandlerRow {
-            send_spec: SEND_SPEC.into(),
-            send_ident: SEND_IDENT.into(),
-            recv_spec: RECV_SPEC.into(),
-            recv_ident: String::new(),
-            protocol: "tnetstring".into(),
-        }],
-        dirs: Vec::new(),
-        proxies: Vec::new(),
-        settings: vec![
-            setting("server.daemonize", "0"),
-            setting("zeromq.threads", "1"),
-            setting("limits.client_read_retries", "80"),
-            setting("limits.min_ping", "0"),
-            setting("limits.min_write_rate", "0"),
-            setting("limits.min_read_rate", "0"),
-        ],
-    })
-}
-
-/// Copies echo.py and Mongrel2's Python library into `dir` (gunzipping
-/// what Debian compressed) and returns the directory to run it in.
-fn install_echo(dir: &Path) -> PathBuf {
-    let py = dir.join("py");
-    let lib = py.join("mongrel2");
-    std::fs::create_dir_all(&lib).unwrap();
-    let copy = |from: &str, to: &Path| {
-        let from = Path::new(EXAMPLES).join(from);
-        std::fs::copy(&from, to).unwrap_or_else(|e| {
-            panic!(
-                "cannot copy {} ({e}): install the Debian package mongrel2-core ({INSTALL})",
-                from.display()
-            )
-        });
+    let handler = HandlerRow {
+        send_spec: SEND_SPEC.into(),
+        send_ident: SEND_IDENT.into(),
+        recv_spec: RECV_SPEC.into(),
+        recv_ident: String::new(),
+        protocol: "tnetstring".into(),
     };
-    copy("ws/python/echo.py", &py.join("echo.py"));
-    copy("ws/python/wsutil.py", &py.join("wsutil.py"));
-    for file in ["__init__.py", "request.py", "tnetstrings.py"] {
-        copy(&format!("python/mongrel2/{file}"), &lib.join(file));
-    }
-    let gz = Path::new(EXAMPLES).join("python/mongrel2/handler.py.gz");
-    let out = Command::new("gzip")
-        .arg("-dc")
-        .arg(&gz)
-        .output()
-        .expect("run gzip");
-    assert!(
-        out.status.success() && !out.stdout.is_empty(),
-        "gzip -dc {}: {} (install the Debian package mongrel2-core; {INSTALL})",
-        gz.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(lib.join("handler.py"), out.stdout).unwrap();
-    // echo.py's `import simplejson as json` (unused) needs a module.
-    std::fs::write(py.join("simplejson.py"), "from json import *\n").unwrap();
-    py
+    python::example_site(
+        "/handlertest",
+        handler,
+        &[
+            ("zeromq.threads", "1"),
+            ("limits.client_read_retries", "80"),
+            ("limits.min_ping", "0"),
+            ("limits.min_write_rate", "0"),
+            ("limits.min_read_rate", "0"),
+        ],
+    )
 }
 
-/// `python2.7 echo.py`, killed by its PID when dropped.
-struct Echo {
-    child: Child,
-    log: PathBuf,
+/// Copies echo.py, its `wsutil.py` and Mongrel2's Python library into
+/// `dir` and returns the directory to run it in.
+fn install_echo(dir: &Path) -> PathBuf {
+    python::install(dir, &["ws/python/echo.py", "ws/python/wsutil.py"])
 }
 
-impl Echo {
-    fn start(py: &Path) -> Echo {
-        let python = Path::new("/usr/bin/python2.7");
-        let pyzmq =
-            std::env::var("KENNEL_PY2_PATH").unwrap_or_else(|_| "/opt/kennel-test/py2".into());
-        let path = format!("{}:{pyzmq}", py.display());
-        let check = Command::new(python)
-            .args(["-c", "import zmq, mongrel2.handler, wsutil"])
-            .env("PYTHONPATH", &path)
-            .current_dir(py)
-            .output();
-        assert!(
-            check.as_ref().is_ok_and(|o| o.status.success()),
-            "python2.7 cannot import zmq and Mongrel2's library ({check:?}): this test needs \
-             /usr/bin/python2.7 with pyzmq in {pyzmq} ({INSTALL})"
-        );
-        let log = py.join("echo.out");
-        let out = File::create(&log).unwrap();
-        let child = Command::new(python)
-            .args(["-u", "echo.py"])
-            .env("PYTHONPATH", &path)
-            .current_dir(py)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start echo.py");
-        Echo { child, log }
-    }
+/// `python2.7 echo.py`.
+type Echo = python::Handler;
 
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_echo(py: &Path) -> Echo {
+    python::Handler::start(py, "echo.py", "zmq, mongrel2.handler, wsutil")
 }
 
 /// Opens the WebSocket, retrying: echo.py's first reply (the `101`) is
@@ -249,7 +140,7 @@ fn echo_conversation(start: Start) {
     let _lock = lock_ports();
     let site = echo_site();
     let py = install_echo(site.root());
-    let mut echo = Echo::start(&py);
+    let mut echo = start_echo(&py);
     let served = start(&site);
     let mut ws = connect(&served, &mut echo);
 

@@ -107,11 +107,22 @@ impl DbKind {
 /// Where program `name` is on `PATH`; panics, naming the package to
 /// install, when it is not there.
 pub fn find_program(name: &str) -> PathBuf {
+    find_program_of(name, "mongrel2-core")
+}
+
+/// Where program `name` is on `PATH`; panics, naming the Debian `package`
+/// it comes with and the setup script, when it is not there.
+pub fn find_program_of(name: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{name}` is not on PATH: {INSTALL}"))
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not on PATH: install the Debian package {package} \
+                 (`bash tests/setup.sh` installs everything the tests need)"
+            )
+        })
 }
 
 /// A site as the rows of a config database: one server and what its

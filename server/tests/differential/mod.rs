@@ -14,6 +14,8 @@
 #![allow(dead_code)] // each test file uses its own part of it
 
 pub mod databases;
+pub mod python;
+pub mod upload;
 pub mod websocket;
 
 use std::io::Write;
@@ -104,6 +106,12 @@ impl Site {
     /// as another user it never does), `server.daemonize = 0`, one host and
     /// two handler routes.
     pub fn new(kind: DbKind) -> Site {
+        Site::with_settings(kind, &[])
+    }
+
+    /// [`Site::new`] with more `setting` rows; `{root}` in a value stands
+    /// for the temp dir.
+    pub fn with_settings(kind: DbKind, extra: &[(&str, &str)]) -> Site {
         Site::build(kind, |server, root| SiteRows {
             server,
             hosts: vec![HostRows {
@@ -134,7 +142,14 @@ impl Site {
                 .collect(),
             dirs: Vec::new(),
             proxies: Vec::new(),
-            settings: vec![("server.daemonize".into(), "0".into())],
+            settings: std::iter::once(("server.daemonize".to_owned(), "0".to_owned()))
+                .chain(extra.iter().map(|(k, v)| {
+                    (
+                        (*k).to_owned(),
+                        v.replace("{root}", &root.display().to_string()),
+                    )
+                }))
+                .collect(),
         })
     }
 
@@ -444,6 +459,42 @@ impl Capture {
     }
 }
 
+/// A capture handler for each route, in [`Route::ALL`] order.
+pub fn capture_all(site: &Site) -> Vec<Capture> {
+    Route::ALL
+        .iter()
+        .map(|&r| Capture::connect(site, r))
+        .collect()
+}
+
+/// The capture handler of `route` among [`capture_all`]'s.
+pub fn capture_of(captures: &[Capture], route: Route) -> &Capture {
+    &captures[Route::ALL.iter().position(|&r| r == route).unwrap()]
+}
+
+/// The value `run` makes, made once per test binary in `cell`; a panic in
+/// `run` (Mongrel2 not installed included) fails every caller with the
+/// same message, prefixed with `what`.
+pub fn run_once<T: Send + Sync>(
+    cell: &'static std::sync::OnceLock<Result<T, String>>,
+    what: &str,
+    run: impl FnOnce() -> T + std::panic::UnwindSafe,
+) -> &'static T {
+    let result = cell.get_or_init(|| {
+        std::panic::catch_unwind(run).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default()
+        })
+    });
+    match result {
+        Ok(value) => value,
+        Err(why) => panic!("{what} failed: {why}"),
+    }
+}
+
 /// A raw HTTP client with bounded reads.
 pub struct Client {
     stream: TcpStream,
@@ -594,6 +645,20 @@ pub fn json_members(json: &[u8]) -> Option<Vec<Vec<u8>>> {
     }
 }
 
+/// One header member exactly as `route`'s protocol writes it (a
+/// [`Canonical`] member).
+pub fn member(route: Route, key: &str, value: &str) -> Vec<u8> {
+    match route {
+        Route::Json => format!("\"{key}\":\"{value}\"").into_bytes(),
+        Route::Tns => {
+            let mut out = Vec::new();
+            Value::String(key.as_bytes()).encode(&mut out);
+            Value::String(value.as_bytes()).encode(&mut out);
+            out
+        }
+    }
+}
+
 /// Shows bytes as text with escapes, for failure messages and reports.
 pub fn show(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
@@ -713,11 +778,8 @@ pub const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 /// frames, answers them with [`REPLY`], closes the client, records the
 /// disconnect notice, replies to the dead id and records that notice too.
 pub fn exercise(site: &Site, addr: SocketAddr, cases: &[Case]) -> ServerRun {
-    let captures: Vec<Capture> = Route::ALL
-        .iter()
-        .map(|&r| Capture::connect(site, r))
-        .collect();
-    let capture = |route: Route| &captures[Route::ALL.iter().position(|&r| r == route).unwrap()];
+    let captures = capture_all(site);
+    let capture = |route: Route| capture_of(&captures, route);
     let pings = captures.iter().map(Capture::ping).collect();
     let cases = cases
         .iter()

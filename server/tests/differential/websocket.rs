@@ -266,20 +266,14 @@ pub const CLOSE_REPLY: &[u8] = b"\x88\x02\x03\xe8";
 
 /// Runs every scenario against the server on `addr`.
 pub fn exercise_ws(site: &Site, addr: SocketAddr, cases: &[WsCase]) -> Vec<WsCaseRun> {
-    let captures: Vec<Capture> = Route::ALL
-        .iter()
-        .map(|&r| Capture::connect(site, r))
-        .collect();
+    let captures = super::capture_all(site);
     // The reply path is subscribed before any client connects.
     for capture in &captures {
         capture.ping();
     }
     cases
         .iter()
-        .map(|case| {
-            let at = Route::ALL.iter().position(|&r| r == case.route).unwrap();
-            run_ws_case(&captures[at], addr, case)
-        })
+        .map(|case| run_ws_case(super::capture_of(&captures, case.route), addr, case))
         .collect()
 }
 
