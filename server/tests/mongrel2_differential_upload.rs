@@ -888,9 +888,6 @@ fn kennel_streams_a_chunked_body_whole() {
 /// not yet used (Mongrel2 overdraws by at most one client chunk for a
 /// chunked body).
 #[test]
-#[ignore = "Kennel bug: a chunked body streamed with upload.stream ignores the size of the \
-            handler's credits: after 4096 credits Kennel sends a slice of one whole read \
-            (65408 bytes here), as `take_buffered` decodes the read buffer regardless of `max`"]
 fn kennel_streams_a_chunked_body_within_the_credits() {
     for route in Route::ALL {
         let what = format!("stream_chunked on {route:?}");
@@ -910,10 +907,6 @@ fn kennel_streams_a_chunked_body_within_the_credits() {
 /// upload stops at once when the client goes away. In a stream waiting
 /// for credits, the handler should hear of it without granting any.
 #[test]
-#[ignore = "Kennel bug: a streamed upload waiting for credits does not watch the client \
-            socket (`wait_for_credits` only waits on the outbox and the idle deadline), so a \
-            client that goes away is noticed only when the handler grants credits (or after \
-            limits.min_ping), as in Mongrel2"]
 fn kennel_stops_a_stream_at_once_when_the_client_goes() {
     let what = "stream_client_goes";
     let (_, k, _) = both(what, Route::Json);
@@ -924,32 +917,4 @@ fn kennel_stops_a_stream_at_once_when_the_client_goes() {
     );
     assert_eq!(k.granted, 0, "{what}: credits were needed to notice");
     assert_disconnect(what, &k.frames[1], parse(what, &k.frames[0]).conn_id());
-}
-
-/// What Kennel does today in that case, against Mongrel2's record: the
-/// same first message, then, once credits come, the slices of what the
-/// client sent and the disconnect notice — all of it, where Mongrel2 drops
-/// its last short read.
-#[test]
-fn kennel_delivers_what_a_streaming_client_sent_before_it_went() {
-    let what = "stream_client_goes";
-    let (m, k, template) = both(what, Route::Json);
-    assert_eq!(
-        canonical(what, &k.frames[0], template),
-        canonical(what, &m.frames[0], template),
-        "{what}: the first message"
-    );
-    let (notice, slices) = k.frames[1..].split_last().expect("frames");
-    let mut got = parse(what, &k.frames[0]).body().to_vec();
-    for frame in slices {
-        let r = parse(what, frame);
-        assert_eq!(
-            r.header("UPLOAD_STREAM"),
-            Some(got.len().to_string().as_str())
-        );
-        assert_eq!(r.header("UPLOAD_STREAM_DONE"), None, "{what}");
-        got.extend_from_slice(r.body());
-    }
-    assert!(got[..] == body()[..PARTIAL], "{what}: {} bytes", got.len());
-    assert_disconnect(what, notice, parse(what, &k.frames[0]).conn_id());
 }

@@ -346,10 +346,8 @@ impl Connection {
             }
             Source::Chunked(decoder) => {
                 if !decoder.is_done() && !self.buf.is_empty() {
-                    // The decoder takes what the buffer holds (at most one
-                    // read beyond `max`).
                     decoder
-                        .decode(&mut self.buf, out)
+                        .decode_at_most(&mut self.buf, out, max)
                         .map_err(|e| Stop::Client(e.status()))?;
                 }
             }
@@ -397,7 +395,10 @@ impl Connection {
         }
     }
 
-    /// Waits until the handler grants credits (or refuses).
+    /// Waits until the handler grants credits (or refuses), watching the
+    /// client: what it sends meanwhile is read ahead, up to one slice
+    /// ([`UPLOAD_CHUNK`]; beyond that TCP holds it back), so that a client
+    /// that goes away stops the upload at once.
     async fn wait_for_credits(&mut self, credits: &mut u64) -> Result<(), Stop> {
         loop {
             self.take_credits(credits)?;
@@ -406,6 +407,10 @@ impl Connection {
             }
             let outbox = self.outbox.clone();
             let deadline = self.idle_deadline;
+            let room = self.buf.len() < UPLOAD_CHUNK;
+            if room && self.buf.capacity() - self.buf.len() < READ_CHUNK {
+                self.buf.reserve(64 * 1024);
+            }
             tokio::select! {
                 _ = async {
                     match &outbox {
@@ -413,6 +418,13 @@ impl Connection {
                         None => std::future::pending().await,
                     }
                 } => {}
+                r = std::future::poll_fn(|cx| {
+                    tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.transport), cx, &mut self.buf)
+                }), if room => match r {
+                    Ok(0) => return Err(Stop::Io(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()))),
+                    Ok(_) => {}
+                    Err(e) => return Err(Stop::Io(e.into())),
+                },
                 _ = sleep_until(deadline) => {
                     debug!(peer = %self.peer, "no credits from the handler in time");
                     return Err(Stop::Refused);

@@ -100,6 +100,19 @@ impl ChunkedDecoder {
     /// (everything useful was consumed). After an error the decoder's state
     /// is meaningless: the caller refuses the request and closes.
     pub fn decode(&mut self, buf: &mut BytesMut, out: &mut BytesMut) -> Result<bool, HttpError> {
+        self.decode_at_most(buf, out, usize::MAX)
+    }
+
+    /// As [`decode`](Self::decode), but stops appending data once `out`
+    /// holds `limit` bytes (a streamed upload's credits): the data beyond
+    /// stays in `buf`. Framing after the last data byte is still consumed,
+    /// so a body whose last chunk fits is done.
+    pub fn decode_at_most(
+        &mut self,
+        buf: &mut BytesMut,
+        out: &mut BytesMut,
+        limit: usize,
+    ) -> Result<bool, HttpError> {
         loop {
             match self.state {
                 State::Size => {
@@ -128,10 +141,13 @@ impl ChunkedDecoder {
                     };
                 }
                 State::Data { remaining } => {
-                    if buf.is_empty() {
+                    let room = limit.saturating_sub(out.len());
+                    if buf.is_empty() || room == 0 {
                         return Ok(false);
                     }
-                    let n = usize::try_from(remaining).map_or(buf.len(), |r| r.min(buf.len()));
+                    let n = usize::try_from(remaining)
+                        .map_or(buf.len(), |r| r.min(buf.len()))
+                        .min(room);
                     out.extend_from_slice(&buf[..n]);
                     buf.advance(n);
                     self.total += n as u64;
@@ -276,6 +292,32 @@ mod tests {
         let (data, rest) = decode_bytewise(BODY, 1024).unwrap();
         assert_eq!(data, b"hello, world");
         assert_eq!(rest, b"GET /next");
+    }
+
+    #[test]
+    fn decoding_at_most_a_limit_leaves_the_rest_in_the_buffer() {
+        for limit in 1..=12 {
+            let mut buf = BytesMut::from(BODY);
+            let mut decoder = ChunkedDecoder::new(1024);
+            let mut data = Vec::new();
+            let mut rounds = 0;
+            loop {
+                let mut out = BytesMut::new();
+                let done = decoder.decode_at_most(&mut buf, &mut out, limit).unwrap();
+                assert!(out.len() <= limit, "limit {limit}: {} bytes", out.len());
+                data.extend_from_slice(&out);
+                rounds += 1;
+                if done {
+                    break;
+                }
+                assert!(!out.is_empty(), "limit {limit}: no progress");
+            }
+            assert_eq!(data, b"hello, world", "limit {limit}");
+            assert_eq!(&buf[..], b"GET /next", "limit {limit}");
+            // Slices run across chunk boundaries, and the framing after the
+            // last byte goes with the last slice.
+            assert_eq!(rounds, 12usize.div_ceil(limit), "limit {limit}");
+        }
     }
 
     /// Every line of a body with one bare LF, and the bytes after it.
