@@ -782,7 +782,7 @@ impl Connection {
         };
         outbox.used(link.id());
         let handoff = if websocket::is_upgrade(head) {
-            if self.start_websocket(head, link, pattern, request) {
+            if self.start_websocket(head, link, request) {
                 Handoff::Sent
             } else {
                 Handoff::Refused(crate::link::Refusal::QueueFull)

@@ -19,8 +19,8 @@
 //! itself, then closes; the handler gets a disconnect notice). A message
 //! the link cannot take (its queue full, or down) closes with 1013 (try
 //! again later) rather than being lost silently. An idle WebSocket holds
-//! its upgrade head (copied out of the read buffer), its frame reader and
-//! no buffer.
+//! its messages' header block (encoded once, at the upgrade), its frame
+//! reader and no buffer.
 
 use std::sync::Arc;
 
@@ -34,15 +34,23 @@ use crate::link::{Handoff, Link, LinkRequest};
 /// A WebSocket being set up or running on a connection.
 #[derive(Debug)]
 pub(super) struct WebSocket {
-    /// The upgrade request: every message carries its headers.
-    head: Head,
-    /// The route key, the messages' `PATTERN`.
-    pattern: Box<str>,
+    /// The header block every message carries (the upgrade request's
+    /// headers, `METHOD: WEBSOCKET`, `FLAGS`), encoded once by the link;
+    /// each message patches the two hex digits of `FLAGS` at `flags_at`.
+    headers: Box<[u8]>,
+    flags_at: usize,
+    /// The upgrade request's path, the messages' path.
+    path: Box<[u8]>,
     /// The link the messages go to.
     link: Arc<dyn Link>,
     /// The client's frames, checked and reassembled.
     reader: FrameReader,
 }
+
+/// `FLAGS` as encoded once: `0x` and two digits patched per message (byte
+/// 0 of a frame with FIN set is at least `0x80`: always two digits, as
+/// Mongrel2's `0x%X` writes them).
+const FLAGS_PLACEHOLDER: &[u8] = b"0x00";
 
 /// Whether `head` asks for a WebSocket, by Mongrel2's test
 /// (`Request_is_websocket`): any `Sec-WebSocket-Version` value, no method
@@ -73,7 +81,6 @@ impl Connection {
         &mut self,
         head: &Head,
         link: &Arc<dyn Link>,
-        pattern: &str,
         request: LinkRequest<'_>,
     ) -> bool {
         let key = head.header("sec-websocket-key").unwrap_or_default();
@@ -91,9 +98,24 @@ impl Connection {
             .snapshot
             .settings
             .kennel_websocket_max_message_bytes;
+        let extra: [(&[u8], &[u8]); 1] = [(b"FLAGS", FLAGS_PLACEHOLDER)];
+        let headers = link.encode_headers(&LinkRequest {
+            method: Some(b"WEBSOCKET"),
+            extra: &extra,
+            ..request
+        });
+        // `FLAGS` is the last key: the last placeholder is its value.
+        let Some(flags_at) = headers
+            .windows(FLAGS_PLACEHOLDER.len())
+            .rposition(|w| w == FLAGS_PLACEHOLDER)
+            .map(|at| at + 2)
+        else {
+            unreachable!("the header block holds the FLAGS placeholder");
+        };
         self.phase = Phase::Upgrading(Box::new(WebSocket {
-            head: head.detached(),
-            pattern: pattern.into(),
+            headers: headers.into_boxed_slice(),
+            flags_at,
+            path: head.path().into(),
             link: Arc::clone(link),
             reader: FrameReader::new(max),
         }));
@@ -142,23 +164,18 @@ impl Connection {
                     return self.close_websocket(e.close_code(), &e.to_string()).await;
                 }
             };
-            let flags = message.flags_header();
-            let extra: [(&[u8], &[u8]); 1] = [(b"FLAGS", flags.as_bytes())];
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            let flags = message.flags;
+            let at = ws.flags_at;
+            ws.headers[at] = HEX[usize::from(flags >> 4)];
+            ws.headers[at + 1] = HEX[usize::from(flags & 0xF)];
             let conn_id = self.register().id();
             let Phase::WebSocket(ws) = &self.phase else {
                 unreachable!("checked above");
             };
-            let handoff = ws.link.dispatch(&LinkRequest {
-                head: &ws.head,
-                pattern: &ws.pattern,
-                body: &message.payload,
-                peer: self.peer.addr(),
-                conn_id,
-                url_scheme: self.active.url_scheme,
-                clobber_forwarded_for: !self.active.snapshot.settings.no_clobber_xff,
-                method: Some(b"WEBSOCKET"),
-                extra: &extra,
-            });
+            let handoff =
+                ws.link
+                    .dispatch_encoded(conn_id, &ws.path, &ws.headers, &message.payload);
             if let Handoff::Refused(why) = handoff {
                 debug!(peer = %self.peer, reason = %why, "websocket message refused by the handler link");
                 return self

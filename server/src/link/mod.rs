@@ -111,6 +111,17 @@ pub trait Link: Send + Sync + std::fmt::Debug {
     /// Hands `request` over; says at once what became of it.
     fn dispatch(&self, request: &LinkRequest<'_>) -> Handoff;
 
+    /// The header block `request`'s message would carry, as this link
+    /// encodes it (Mongrel2's netstring of JSON, or tnetstring dict), for a
+    /// connection that sends many messages with the same headers: a
+    /// WebSocket's messages differ only in their `FLAGS` and body.
+    fn encode_headers(&self, request: &LinkRequest<'_>) -> Vec<u8>;
+
+    /// Hands over a message for `conn_id` at `path` with the header block
+    /// `headers` (from [`encode_headers`](Self::encode_headers)) and
+    /// `body`; as [`dispatch`](Self::dispatch).
+    fn dispatch_encoded(&self, conn_id: u64, path: &[u8], headers: &[u8], body: &[u8]) -> Handoff;
+
     /// Sends the next slice of a streamed upload (`upload.stream = 1`) for
     /// the request at `path`: a message whose headers are only
     /// `UPLOAD_STREAM` (the slice's offset) and, on the last slice,

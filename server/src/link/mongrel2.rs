@@ -346,6 +346,49 @@ impl Link for Mongrel2Link {
         })
     }
 
+    fn encode_headers(&self, request: &LinkRequest<'_>) -> Vec<u8> {
+        let mut message = Vec::with_capacity(1024);
+        let sender = self.send_ident.as_bytes();
+        encode(
+            &mut message,
+            self.protocol,
+            sender,
+            &LinkRequest {
+                body: b"",
+                ..*request
+            },
+        );
+        // `SENDER ID PATH ` before the block, `0:,` (the empty body) after.
+        let mut id = Vec::with_capacity(20);
+        push_decimal(&mut id, request.conn_id);
+        let start = sender.len() + id.len() + request.head.path().len() + 3;
+        message.truncate(message.len() - 3);
+        message.drain(..start);
+        message
+    }
+
+    fn dispatch_encoded(&self, conn_id: u64, path: &[u8], headers: &[u8], body: &[u8]) -> Handoff {
+        if self.down.load(Ordering::Acquire) {
+            return Handoff::Refused(Refusal::Down);
+        }
+        ENCODE_BUFFER.with_borrow_mut(|message| {
+            message.clear();
+            message.extend_from_slice(self.send_ident.as_bytes());
+            message.push(b' ');
+            push_decimal(message, conn_id);
+            message.push(b' ');
+            message.extend_from_slice(path);
+            message.push(b' ');
+            message.extend_from_slice(headers);
+            kennel_handler::tnetstring::write_string(message, body);
+            let handoff = self.hand_over(conn_id, message);
+            if message.capacity() > KEEP_ENCODE_BUFFER {
+                *message = Vec::new();
+            }
+            handoff
+        })
+    }
+
     fn dispatch_slice(
         &self,
         conn_id: u64,
@@ -486,6 +529,21 @@ fn encode(out: &mut Vec<u8>, protocol: Protocol, sender: &[u8], request: &LinkRe
         &request_head,
         request.body,
     );
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Binds `socket` to `spec`, the handler row's `column`.
