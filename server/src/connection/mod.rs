@@ -1270,27 +1270,53 @@ impl Connection {
     /// head and a small body leave in one system call) under the write
     /// deadline, watching the outbox so a cancel or an overflow stops even
     /// a blocked write.
-    async fn write_pair(&mut self, mut first: &[u8], mut second: &[u8]) -> Result<(), ConnError> {
+    async fn write_pair(&mut self, first: &[u8], second: &[u8]) -> Result<(), ConnError> {
+        self.write_parts(&mut [first, second]).await
+    }
+
+    /// Writes every one of `parts` in order, as [`write_pair`](Self::write_pair)
+    /// (one vectored write when the socket takes them all).
+    async fn write_parts(&mut self, parts: &mut [&[u8]]) -> Result<(), ConnError> {
         let mut progress = Progress::start(self.write_deadline());
         let outbox = self.outbox.clone();
-        while !first.is_empty() || !second.is_empty() {
+        let mut at = 0;
+        loop {
+            while parts.get(at).is_some_and(|p| p.is_empty()) {
+                at += 1;
+            }
+            let parts = &mut parts[at..];
+            if parts.is_empty() {
+                return Ok(());
+            }
             if let Some(reason) = outbox.as_ref().and_then(|o| o.aborted()) {
                 return Err(ConnError::Aborted {
                     cancelled: reason == Outgoing::Cancel,
                 });
             }
-            let slices = [std::io::IoSlice::new(first), std::io::IoSlice::new(second)];
+            let mut slices = [std::io::IoSlice::new(&[]); 4];
+            let count = parts.len().min(slices.len());
+            for (slice, part) in slices.iter_mut().zip(parts.iter()) {
+                *slice = std::io::IoSlice::new(part);
+            }
             tokio::select! {
-                r = self.transport.write_vectored(&slices) => {
-                    let n = r?;
+                // The write first: most complete at once, and then no timer
+                // is set.
+                biased;
+                r = self.transport.write_vectored(&slices[..count]) => {
+                    let mut n = r?;
                     if n == 0 {
                         return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
                     }
-                    let from_first = n.min(first.len());
-                    first = &first[from_first..];
-                    second = &second[n - from_first..];
                     progress.wrote(n);
                     self.wrote();
+                    for part in parts.iter_mut() {
+                        let from = n.min(part.len());
+                        *part = &part[from..];
+                        n -= from;
+                        if n == 0 {
+                            break;
+                        }
+                    }
                 }
                 _ = sleep_until(progress.deadline()) => {
                     if progress.expired() {
@@ -1309,7 +1335,6 @@ impl Connection {
                 }
             }
         }
-        Ok(())
     }
 
     fn log(&self, head: &Head, status: u16, size: usize) {

@@ -143,10 +143,15 @@ impl Connection {
             framing,
             close,
         );
-        self.write_all(&response_head).await?;
-        let sent = self
-            .relay_body(response.into_body(), framing, proxy.timeout)
-            .await?;
+        let sent = match self
+            .relay_body(response_head, response.into_body(), framing, proxy.timeout)
+            .await?
+        {
+            Ok(sent) => sent,
+            // Nothing of the response was written yet: the client gets
+            // the status of what went wrong.
+            Err(e) => return Ok(self.proxy_failed(head, backend, &e, !body_read)),
+        };
         self.log(head, status, sent);
         self.touch();
         if close {
@@ -264,16 +269,27 @@ impl Connection {
         }
     }
 
-    /// Writes the back end's response body as `framing` says; returns the
-    /// body bytes written.
+    /// Writes the response head and the back end's body as `framing` says;
+    /// returns the body bytes written. The head waits for the first piece
+    /// of a body of known length, so that a small response leaves in one
+    /// write; a body of unknown length (a stream, perhaps slow) does not
+    /// hold its head back.
+    /// `Ok(Err(_))`: the back end failed before any of the response was
+    /// written.
     async fn relay_body(
         &mut self,
+        response_head: Vec<u8>,
         mut body: hyper::body::Incoming,
         framing: Framing,
         timeout: Duration,
-    ) -> Result<usize, ConnError> {
+    ) -> Result<Result<usize, ProxyError>, ConnError> {
+        let mut head = Some(response_head);
         if framing == Framing::None {
-            return Ok(0);
+            self.write_all(&head.take().unwrap_or_default()).await?;
+            return Ok(Ok(0));
+        }
+        if !matches!(framing, Framing::Length(_)) {
+            self.write_all(&head.take().unwrap_or_default()).await?;
         }
         let mut sent = 0;
         loop {
@@ -281,10 +297,16 @@ impl Connection {
                 Ok(Some(Ok(frame))) => frame,
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
+                    if head.is_some() {
+                        return Ok(Err(ProxyError::Backend(e.to_string())));
+                    }
                     debug!(peer = %self.peer, error = %e, "the back end failed mid-body");
                     return Err(std::io::Error::other(e).into());
                 }
                 Err(_) => {
+                    if head.is_some() {
+                        return Ok(Err(ProxyError::Timeout));
+                    }
                     debug!(peer = %self.peer, "the back end went silent mid-body");
                     return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
                 }
@@ -297,18 +319,23 @@ impl Connection {
                 continue;
             }
             sent += data.len();
+            let head_part = head.take().unwrap_or_default();
             if framing == Framing::Chunked {
                 let size = format!("{:x}\r\n", data.len());
-                self.write_pair(size.as_bytes(), &data).await?;
-                self.write_all(b"\r\n").await?;
+                self.write_parts(&mut [&head_part, size.as_bytes(), &data, b"\r\n"])
+                    .await?;
             } else {
-                self.write_all(&data).await?;
+                self.write_pair(&head_part, &data).await?;
             }
+        }
+        if let Some(head) = head.take() {
+            // An empty body.
+            self.write_all(&head).await?;
         }
         if framing == Framing::Chunked {
             self.write_all(b"0\r\n\r\n").await?;
         }
-        Ok(sent)
+        Ok(Ok(sent))
     }
 
     /// The back end failed: the client gets its status, and the connection
