@@ -1,8 +1,10 @@
 //! The reverse proxy: `proxy` routes forwarded to an HTTP back end
 //! (`proxy.addr`, `proxy.port`).
 //!
-//! Owns the HTTP client (`hyper`'s, with one keep-alive pool shared by every
-//! client connection of the server), the request body handed to it (a
+//! Owns the HTTP client (`hyper`'s HTTP/1 client connections, driven by
+//! the client connection task that uses them, and one keep-alive pool of
+//! them shared by every client connection of the server), the request body
+//! handed to it (a
 //! bounded channel the connection task fills as it reads), and the header
 //! rules of a gateway (RFC 9110 §7.6): hop-by-hop fields (`Connection`, the
 //! fields it lists, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
@@ -20,18 +22,22 @@
 //! Timeouts are settings: `kennel.proxy.connect_timeout_ms` (then `502`)
 //! and `kennel.proxy.timeout_ms` (a back end silent that long: `504`).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::debug;
 
 use crate::config::Settings;
 use crate::http::{list_elements, Head};
@@ -41,50 +47,279 @@ use crate::http::{list_elements, Head};
 /// memory to a few hundred KiB, whatever its size.
 pub const BODY_QUEUE: usize = 4;
 
-/// The HTTP client every proxy route of a server shares.
+/// The HTTP client every proxy route of a server shares: `hyper`'s HTTP/1
+/// client connections and a keep-alive pool of them, per back end.
+///
+/// A back-end connection is driven by the client connection's task that
+/// uses it ([`BackendConn::drive`]), not by a task of its own: a proxied
+/// request costs no hand-off between tasks. Idle connections wait in the
+/// pool (at most `kennel.proxy.max_idle` per back end, closed after
+/// `kennel.proxy.idle_timeout_ms`); one the back end closed meanwhile is
+/// noticed when taken out, and a request it could not send is retried once
+/// on a new connection.
 #[derive(Debug, Clone)]
 pub struct Proxy {
-    client: Client<HttpConnector, ProxyBody>,
+    pool: Arc<Pool>,
+    connect_timeout: Duration,
     /// `kennel.proxy.timeout_ms`.
     pub timeout: Duration,
 }
 
+#[derive(Debug)]
+struct Pool {
+    /// Per back end (`addr`, `port`): its idle connections, the most
+    /// recently used last.
+    idle: Mutex<Vec<(String, u16, Vec<Idle>)>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: BackendConn,
+    since: Instant,
+}
+
+/// The connection's state machine (`hyper`'s, with upgrades), as a future.
+type Driver = dyn Future<Output = hyper::Result<()>> + Send;
+
+/// One HTTP/1 connection to a back end: the sender of its requests and
+/// the state machine that reads and writes it, which whoever waits on it
+/// polls ([`drive`](Self::drive)).
+pub struct BackendConn {
+    sender: http1::SendRequest<ProxyBody>,
+    /// `None` once the connection has ended.
+    driver: Option<Pin<Box<Driver>>>,
+}
+
+impl std::fmt::Debug for BackendConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConn")
+            .field("open", &self.driver.is_some())
+            .finish()
+    }
+}
+
+impl BackendConn {
+    /// Runs `fut` while the connection does its reading and writing (a
+    /// response, its body, an upgrade all need it polled).
+    pub async fn drive<F: Future>(&mut self, fut: F) -> F::Output {
+        drive(&mut self.driver, fut).await
+    }
+
+    /// Whether the connection can take another request.
+    fn is_open(&self) -> bool {
+        self.driver.is_some() && !self.sender.is_closed()
+    }
+
+    /// Ready for a request: `false` if the connection has ended (the back
+    /// end closed it while it was idle).
+    async fn ready(&mut self) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        let sender = &mut self.sender;
+        let ready = drive(
+            &mut self.driver,
+            std::future::poll_fn(|cx| sender.poll_ready(cx)),
+        )
+        .await;
+        ready.is_ok() && self.is_open()
+    }
+}
+
+/// Polls `fut`, and `driver` beside it until the connection ends.
+async fn drive<F: Future>(driver: &mut Option<Pin<Box<Driver>>>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        if let Some(d) = driver.as_mut() {
+            if let Poll::Ready(result) = d.as_mut().poll(cx) {
+                if let Err(e) = result {
+                    debug!(error = %e, "a back-end connection failed");
+                }
+                *driver = None;
+            }
+        }
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Closes the pool's connections idle for longer than its timeout, until
+/// the pool goes.
+async fn reap(pool: Weak<Pool>) {
+    let every = match pool.upgrade() {
+        Some(pool) => {
+            (pool.idle_timeout / 2).clamp(Duration::from_millis(10), Duration::from_secs(1))
+        }
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let expired: Vec<Idle> = {
+            let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let mut expired = Vec::new();
+            for (_, _, conns) in idle.iter_mut() {
+                let keep = conns
+                    .iter()
+                    .position(|c| now.duration_since(c.since) < pool.idle_timeout)
+                    .unwrap_or(conns.len());
+                expired.extend(conns.drain(..keep));
+            }
+            idle.retain(|(_, _, conns)| !conns.is_empty());
+            expired
+        };
+        // Closed outside the lock.
+        drop(expired);
+    }
+}
+
 impl Proxy {
     /// A client with the settings' timeouts and pool bounds. Must be called
-    /// from within a tokio runtime (the pool's connections run on it).
+    /// from within a tokio runtime (the pool's reaper runs on it).
     pub fn new(settings: &Settings) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(
-            settings.kennel_proxy_connect_timeout_ms,
-        )));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_millis(settings.kennel_proxy_idle_timeout_ms))
-            .pool_max_idle_per_host(settings.kennel_proxy_max_idle)
-            .build(connector);
+        let pool = Arc::new(Pool {
+            idle: Mutex::new(Vec::new()),
+            max_idle: settings.kennel_proxy_max_idle,
+            idle_timeout: Duration::from_millis(settings.kennel_proxy_idle_timeout_ms),
+        });
+        tokio::spawn(reap(Arc::downgrade(&pool)));
         Proxy {
-            client,
+            pool,
+            connect_timeout: Duration::from_millis(settings.kennel_proxy_connect_timeout_ms),
             timeout: Duration::from_millis(settings.kennel_proxy_timeout_ms),
         }
     }
 
-    /// Sends `request`; resolves with the back end's response head.
-    pub async fn send(
+    /// Sends `request` to the back end at `addr`:`port` on one of its idle
+    /// connections or a new one; resolves with the response head and the
+    /// connection, which must be driven while the body is read and then
+    /// given back ([`checkin`](Self::checkin)).
+    ///
+    /// A request never written because its pooled connection had closed is
+    /// sent on another. One that was written on a pooled connection that
+    /// then failed before answering (the back end closed it as the request
+    /// went out) is sent again, once, on a new connection, if `again` can
+    /// build it anew: the caller offers that only for a request safe to
+    /// repeat (RFC 9110 §9.2.2) without a body.
+    pub async fn exchange(
         &self,
+        addr: &str,
+        port: u16,
         request: http::Request<ProxyBody>,
-    ) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
-        self.client.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                ProxyError::Connect(e.to_string())
+        again: Option<&(dyn Fn() -> Option<http::Request<ProxyBody>> + Sync)>,
+    ) -> Result<(http::Response<hyper::body::Incoming>, BackendConn), ProxyError> {
+        let mut request = request;
+        let mut fresh_only = false;
+        loop {
+            let pooled = if fresh_only {
+                None
             } else {
-                ProxyError::Backend(e.to_string())
+                self.checkout(addr, port).await
+            };
+            let (mut conn, reused) = match pooled {
+                Some(conn) => (conn, true),
+                None => (self.connect(addr, port).await?, false),
+            };
+            let sent = conn.sender.try_send_request(request);
+            let mut e = match conn.drive(sent).await {
+                Ok(response) => return Ok((response, conn)),
+                Err(e) => e,
+            };
+            if let Some(unsent) = e.take_message() {
+                if reused {
+                    // Never written: a pooled connection the back end had
+                    // closed.
+                    debug!(error = %e.error(), "a pooled back-end connection was closed; trying another");
+                    request = unsent;
+                    continue;
+                }
             }
+            let rebuilt = if reused && !fresh_only {
+                again.and_then(|again| again())
+            } else {
+                None
+            };
+            match rebuilt {
+                Some(rebuilt) => {
+                    debug!(error = %e.error(), "a pooled back-end connection failed under a request; sending it again");
+                    request = rebuilt;
+                    fresh_only = true;
+                }
+                None => return Err(ProxyError::Backend(e.into_error().to_string())),
+            }
+        }
+    }
+
+    /// Gives back a connection whose response has been read to its end.
+    pub fn checkin(&self, addr: &str, port: u16, conn: BackendConn) {
+        if !conn.is_open() || self.pool.max_idle == 0 {
+            return;
+        }
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = match idle.iter().position(|(a, p, _)| *p == port && a == addr) {
+            Some(at) => &mut idle[at].2,
+            None => {
+                idle.push((addr.to_owned(), port, Vec::new()));
+                &mut idle.last_mut().expect("just pushed").2
+            }
+        };
+        if conns.len() >= self.pool.max_idle {
+            // The longest idle goes.
+            conns.remove(0);
+        }
+        conns.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// The most recently used idle connection to the back end that is
+    /// still open, if any.
+    async fn checkout(&self, addr: &str, port: u16) -> Option<BackendConn> {
+        loop {
+            let conn = {
+                let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let at = idle.iter().position(|(a, p, _)| *p == port && a == addr)?;
+                idle[at].2.pop()?.conn
+            };
+            let mut conn = conn;
+            if conn.ready().await {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// A new connection to the back end.
+    async fn connect(&self, addr: &str, port: u16) -> Result<BackendConn, ProxyError> {
+        let stream = match tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect((addr, port)),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(ProxyError::Connect(e.to_string())),
+            Err(_) => return Err(ProxyError::Connect("timed out".into())),
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ProxyError::Connect(e.to_string()))?;
+        Ok(BackendConn {
+            sender,
+            driver: Some(Box::pin(driver.with_upgrades())),
         })
     }
 }
-
 /// Why a proxied request got no response from the back end.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -238,13 +473,14 @@ pub fn build_request(
 ) -> Result<http::Request<ProxyBody>, ProxyError> {
     let bad = |what: &str| ProxyError::Request(what.to_owned());
     let method = http::Method::from_bytes(head.method()).map_err(|_| bad("method"))?;
-    let uri = format!(
-        "http://{}:{}{}",
-        backend.0,
-        backend.1,
-        String::from_utf8_lossy(head.uri())
-    );
-    let uri: http::Uri = uri.parse().map_err(|_| bad("request target"))?;
+    // Origin form (`/path?query`), as the client sent it; an absolute
+    // target is sent as its path and query (its host is in `Host`).
+    let uri = http::Uri::from_maybe_shared(Bytes::copy_from_slice(head.uri()))
+        .map_err(|_| bad("request target"))?;
+    let uri = match uri.path_and_query() {
+        Some(pq) if uri.authority().is_some() => http::Uri::from(pq.clone()),
+        _ => uri,
+    };
     let upgrade = is_upgrade(head);
     let listed = connection_tokens(head.headers());
     let mut headers = HeaderMap::with_capacity(head.header_count() + 2);
@@ -270,6 +506,14 @@ pub fn build_request(
         let name = HeaderName::from_bytes(name).map_err(|_| bad("header name"))?;
         let value = HeaderValue::from_bytes(value).map_err(|_| bad("header value"))?;
         headers.append(name, value);
+    }
+    if !headers.contains_key(http::header::HOST) {
+        // An HTTP/1.0 client may send none; HTTP/1.1 needs one.
+        let host = format!("{}:{}", backend.0, backend.1);
+        headers.insert(
+            http::header::HOST,
+            HeaderValue::from_str(&host).map_err(|_| bad("host"))?,
+        );
     }
     if upgrade {
         headers.insert(
@@ -420,7 +664,7 @@ mod tests {
         );
         let req =
             build_request(&h, ("127.0.0.1", 8080), peer(), "http", ProxyBody::empty()).unwrap();
-        assert_eq!(req.uri(), "http://127.0.0.1:8080/app/x?y=1");
+        assert_eq!(req.uri(), "/app/x?y=1");
         assert_eq!(req.method(), "POST");
         let h = req.headers();
         for gone in ["connection", "x-secret", "keep-alive", "te"] {

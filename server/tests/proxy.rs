@@ -448,3 +448,86 @@ fn a_websocket_upgrade_is_passed_through_to_the_back_end() {
     }
     server.stop();
 }
+
+/// Answers as `hello` (keep-alive framing, no `Connection: close`), then
+/// closes the connection: a back end whose keep-alive timeout has passed.
+fn hello_then_close(seen: &Seen, out: &mut TcpStream) {
+    hello(seen, out);
+    let _ = out.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn a_pooled_connection_the_back_end_closed_costs_no_request() {
+    let backend = Backend::start(hello_then_close);
+    let server = proxied(backend.addr, "");
+    let mut client = server.client();
+    for round in 0..5 {
+        client.send(format!("GET /proxy/{round} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        let response = text(&client.read_response());
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(
+            response.ends_with(&format!("GET /proxy/{round} HTTP/1.1")),
+            "{response}"
+        );
+    }
+    // HTTP/1.0 without Host: the back end still gets one.
+    let mut old = server.client();
+    old.send(b"GET /proxy/old HTTP/1.0\r\n\r\n");
+    let response = text(&old.read_response());
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    // (A request that raced the close may have been seen twice: once on
+    // the closing connection, once on the new one.)
+    let seen = loop {
+        let seen = backend.next();
+        if seen.request_line.starts_with("GET /proxy/old ") {
+            break seen;
+        }
+    };
+    assert_eq!(
+        seen.header("host"),
+        Some(format!("127.0.0.1:{}", backend.addr.port()).as_str())
+    );
+    server.stop();
+}
+
+/// Back-end connections that have answered one request
+/// (`once_per_connection`).
+static ANSWERED_ONCE: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// Answers the first request of each connection as `hello`; at the second
+/// it closes without an answer (its idle timeout ran out just as the
+/// request came).
+fn once_per_connection(seen: &Seen, out: &mut TcpStream) {
+    let mut answered = ANSWERED_ONCE.lock().unwrap();
+    if answered.contains(&seen.connection) {
+        let _ = out.shutdown(std::net::Shutdown::Both);
+    } else {
+        answered.push(seen.connection);
+        hello(seen, out);
+    }
+}
+
+#[test]
+fn a_request_safe_to_repeat_is_sent_again_when_its_pooled_connection_fails() {
+    let backend = Backend::start(once_per_connection);
+    let server = proxied(backend.addr, "");
+    let mut client = server.client();
+    client.send(b"GET /proxy/first HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(text(&client.read_response()).ends_with("GET /proxy/first HTTP/1.1"));
+    assert_eq!(backend.next().connection, 0);
+    // The pooled connection takes it and fails: sent again on a new one.
+    client.send(b"GET /proxy/second HTTP/1.1\r\nHost: h\r\n\r\n");
+    let response = text(&client.read_response());
+    assert!(
+        response.ends_with("GET /proxy/second HTTP/1.1"),
+        "{response}"
+    );
+    assert_eq!(backend.next().connection, 0);
+    assert_eq!(backend.next().connection, 1);
+    // A POST is not repeated: the client gets the 502.
+    client.send(b"POST /proxy/third HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
+    let response = text(&client.read_response());
+    assert!(response.starts_with("HTTP/1.1 502 "), "{response}");
+    assert_eq!(backend.next().connection, 1);
+    server.stop();
+}

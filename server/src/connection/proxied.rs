@@ -28,7 +28,7 @@ use super::responses::Local;
 use super::{ConnError, Connection, End, ReadProgress, READ_CHUNK};
 use crate::config::Proxy as ProxyTarget;
 use crate::http::{self, BodyKind, ChunkedDecoder, Head, Version};
-use crate::proxy::{self, Framing, ProxyBody, ProxyError};
+use crate::proxy::{self, BackendConn, Framing, ProxyBody, ProxyError};
 use crate::server::Active;
 
 /// Largest piece of a request body read and queued for the back end.
@@ -87,7 +87,27 @@ impl Connection {
             Err(e) => return Ok(self.proxy_failed(head, backend, &e, false)),
         };
         let upgrade = proxy::is_upgrade(head);
-        let response = proxy.send(request);
+        // A request safe to repeat, without a body, can be built again if
+        // the pooled connection it went out on fails under it.
+        let peer = self.peer.addr();
+        let scheme = active.url_scheme;
+        let rebuild = || {
+            proxy::build_request(
+                head,
+                (&backend.addr, backend.port),
+                peer,
+                scheme,
+                ProxyBody::empty(),
+            )
+            .ok()
+        };
+        let repeatable = tx.is_none() && !upgrade && http::is_idempotent(head.method());
+        let response = proxy.exchange(
+            &backend.addr,
+            backend.port,
+            request,
+            repeatable.then_some(&rebuild as &(dyn Fn() -> Option<_> + Sync)),
+        );
         tokio::pin!(response);
         let mut progress = ReadProgress::new(&active.snapshot.settings);
         let mut tx = tx;
@@ -121,13 +141,13 @@ impl Connection {
         };
         let body_read = matches!(pump, Pump::Done);
         drop(tx);
-        let mut response = match response {
-            Ok(response) => response,
+        let (mut response, mut conn) = match response {
+            Ok(exchanged) => exchanged,
             Err(e) => return Ok(self.proxy_failed(head, backend, &e, !body_read)),
         };
         let status = response.status().as_u16();
         if status == 101 && upgrade {
-            return self.tunnel(head, backend, &mut response).await;
+            return self.tunnel(head, backend, &mut response, &mut conn).await;
         }
         let http11 = head.version() == Version::Http11;
         let framing = proxy::framing(status, response.headers(), head.method() == b"HEAD", http11);
@@ -144,7 +164,13 @@ impl Connection {
             close,
         );
         let sent = match self
-            .relay_body(response_head, response.into_body(), framing, proxy.timeout)
+            .relay_body(
+                response_head,
+                response.into_body(),
+                &mut conn,
+                framing,
+                proxy.timeout,
+            )
             .await?
         {
             Ok(sent) => sent,
@@ -152,6 +178,8 @@ impl Connection {
             // the status of what went wrong.
             Err(e) => return Ok(self.proxy_failed(head, backend, &e, !body_read)),
         };
+        // Read to its end: the back-end connection may serve another.
+        proxy.checkin(&backend.addr, backend.port, conn);
         self.log(head, status, sent);
         self.touch();
         if close {
@@ -280,6 +308,7 @@ impl Connection {
         &mut self,
         response_head: Vec<u8>,
         mut body: hyper::body::Incoming,
+        conn: &mut BackendConn,
         framing: Framing,
         timeout: Duration,
     ) -> Result<Result<usize, ProxyError>, ConnError> {
@@ -293,7 +322,10 @@ impl Connection {
         }
         let mut sent = 0;
         loop {
-            let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            let frame = match conn
+                .drive(tokio::time::timeout(timeout, body.frame()))
+                .await
+            {
                 Ok(Some(Ok(frame))) => frame,
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
@@ -370,6 +402,7 @@ impl Connection {
         head: &Head,
         backend: &ProxyTarget,
         response: &mut ::http::Response<hyper::body::Incoming>,
+        conn: &mut BackendConn,
     ) -> Result<Option<End>, ConnError> {
         let reason = response
             .extensions()
@@ -382,7 +415,7 @@ impl Connection {
             Framing::None,
             false,
         );
-        let upgraded = match hyper::upgrade::on(response).await {
+        let upgraded = match conn.drive(hyper::upgrade::on(response)).await {
             Ok(upgraded) => upgraded,
             Err(e) => {
                 debug!(peer = %self.peer, error = %e, "the back end's upgrade failed");

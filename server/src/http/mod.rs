@@ -330,6 +330,16 @@ pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
 
 /// The elements of a comma-separated list (RFC 9110 §5.6.1), OWS trimmed;
 /// empty elements are yielded too (callers decide).
+/// Whether a request with `method` may be repeated without changing its
+/// effect (RFC 9110 §9.2.2): `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`,
+/// `DELETE`.
+pub fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
+}
+
 pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim_ows)
 }
@@ -337,6 +347,16 @@ pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotent_methods() {
+        for m in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] {
+            assert!(is_idempotent(m.as_bytes()), "{m}");
+        }
+        for m in ["POST", "PATCH", "CONNECT", "get", "WEBSOCKET"] {
+            assert!(!is_idempotent(m.as_bytes()), "{m}");
+        }
+    }
 
     #[test]
     fn statuses_follow_the_fault() {
