@@ -139,6 +139,60 @@ fn refusals_reach_a_client_that_is_still_sending() {
     server.stop();
 }
 
+/// After a whole request with `Connection: close` and nothing more read,
+/// Kennel closes at once, as nginx does: it lingers only when the client
+/// may still be sending. A client that writes after the response then
+/// meets a reset, where a lingering server would read and discard.
+#[test]
+fn a_close_after_a_whole_request_does_not_linger() {
+    let server = with_settings(&[("kennel.http.linger_ms", "20000")]);
+    let mut client = server.client();
+    client
+        .stream
+        .write_all(
+            b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut response = Vec::new();
+    client.stream.read_to_end(&mut response).unwrap();
+    assert!(text(&response).starts_with("HTTP/1.1 200 OK\r\n"));
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let reset = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the server still reads the connection: it lingers"
+        );
+        let mut byte = [0; 1];
+        match client
+            .stream
+            .write(b"more")
+            .and_then(|_| client.stream.read(&mut byte))
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break true,
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(reset);
+
+    // Bytes after that request (a pipelined one): it lingers, and the
+    // client still reads the whole response.
+    let mut client = server.client();
+    let mut sent =
+        b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec();
+    sent.extend(std::iter::repeat_n(b'z', 512 * 1024));
+    client.stream.write_all(&sent).unwrap();
+    let mut response = Vec::new();
+    let read = client.stream.read_to_end(&mut response);
+    assert!(read.is_ok(), "{read:?}");
+    assert!(text(&response).starts_with("HTTP/1.1 200 OK\r\n"));
+    server.stop();
+}
+
 /// A handler's single large reply reaches a client that reads slowly but
 /// steadily: the outbox bound is about what is queued, not one reply.
 #[test]

@@ -379,11 +379,13 @@ settings! {
     /// replies, Kennel's own responses. `limits.min_write_rate` adds a
     /// minimum rate on top. From 1 ms to a year.
     "kennel.http.write_timeout_ms" => kennel_http_write_timeout_ms: u64 = 30000, 1..=31_536_000_000;
-    /// Kennel. Default 5000 ms. After a final response (an error, or a
-    /// close), how long Kennel keeps reading and discarding what the client
-    /// still sends before it closes (at most 1 MiB), so the client reads the
-    /// response instead of a connection reset: nginx's lingering close.
-    /// From 0 (close at once) to an hour.
+    /// Kennel. Default 5000 ms. After a final response that leaves the
+    /// client possibly still sending (a refusal, a body left unread, bytes
+    /// read past the last request), how long Kennel keeps reading and
+    /// discarding what it sends before it closes (at most 1 MiB), so the
+    /// client reads the response instead of a connection reset: nginx's
+    /// lingering close. After a whole request and nothing more, the close
+    /// is at once. From 0 (close at once) to an hour.
     "kennel.http.linger_ms" => kennel_http_linger_ms: u64 = 5000, 0..=3_600_000;
     /// Kennel. Default 5000 ms. How long connecting to a proxy route's back
     /// end may take; then the client gets `502`. From 1 ms to a year.

@@ -27,10 +27,12 @@
 //! `limits.min_write_rate` bytes per `limits.tick_timer` seconds. A client
 //! is dropped for making no progress, never for the size of one reply.
 //!
-//! Closing: after a final response Kennel shuts its write side down and
-//! reads and discards what the client still sends for a bounded time and
-//! byte count before closing (nginx's lingering close), so the client reads
-//! the response instead of a reset.
+//! Closing: after a final response that leaves the client possibly still
+//! sending (a refusal, a body left unread, bytes read past the last
+//! request) Kennel shuts its write side down and reads and discards what
+//! the client still sends for a bounded time and byte count before closing
+//! (nginx's lingering close), so the client reads the response instead of
+//! a reset. After a whole request and nothing more it closes at once.
 //!
 //! When the connection ends it leaves the registry, and every link it used
 //! is sent a disconnect notice. Does not own ZeroMQ, the protocol's bytes,
@@ -334,6 +336,7 @@ pub fn serve(
         idle_deadline: Instant::now(),
         alarm: Alarm::default(),
         credits_announced: false,
+        unread_input: false,
     };
     conn.touch();
     async move {
@@ -378,6 +381,9 @@ struct Connection {
     alarm: Alarm,
     /// `download.flow_control`: `DOWNLOAD_CREDITS` went with a request.
     credits_announced: bool,
+    /// The connection ends while the client may still be sending (a
+    /// refusal, a body left unread): linger before the close.
+    unread_input: bool,
 }
 
 impl Connection {
@@ -510,6 +516,7 @@ impl Connection {
 
     /// Queues a refusal that ends the connection.
     fn refuse(&mut self, status: u16) {
+        self.unread_input = true;
         self.responses.push(Owed::Local {
             response: Local::Bytes(http::canned(status, true)),
             close: true,
@@ -723,6 +730,7 @@ impl Connection {
     async fn answer_without_body(&mut self, head: &Head, status: u16) -> Result<(), ConnError> {
         let consumed = self.discard_body(head).await?;
         let close = !head.keep_alive() || !consumed;
+        self.unread_input |= !consumed;
         self.queue_local(Local::Bytes(http::canned(status, close)), close);
         self.log(head, status, 0);
         Ok(())
@@ -930,6 +938,7 @@ impl Connection {
     ) -> Result<(), ConnError> {
         let consumed = self.discard_body(head).await?;
         let close = !head.keep_alive() || !consumed;
+        self.unread_input |= !consumed;
         let request = DirRequest {
             method: head.method(),
             path: head.path(),
@@ -1355,8 +1364,8 @@ impl Connection {
     /// Ends the connection as `end` says, leaves the registry and tells
     /// the links this connection used.
     async fn finish(&mut self, end: End) {
-        let linger = matches!(end, End::Linger | End::HandlerClosed);
-        if linger {
+        let last = matches!(end, End::Linger | End::HandlerClosed);
+        if last {
             // The queue may hold a last refusal (408 on a timeout).
             if let Some(Owed::Local { .. }) = self.responses.front() {
                 if let Some(Owed::Local { response, .. }) = self.responses.pop() {
@@ -1381,7 +1390,10 @@ impl Connection {
             }
         }
         self.server.alarms().cancel(&mut self.alarm);
-        if linger {
+        // As nginx's `lingering_close on`: only when the client may still
+        // be sending. After a whole request, with nothing more read, the
+        // close is at once.
+        if last && (self.unread_input || !self.buf.is_empty()) {
             self.linger().await;
         }
     }

@@ -183,6 +183,7 @@ impl Connection {
         self.log(head, status, sent);
         self.touch();
         if close {
+            self.unread_input |= !body_read;
             self.queue_local(Local::Bytes(Bytes::new()), true);
         }
         Ok(None)
@@ -389,6 +390,7 @@ impl Connection {
             "proxy route failed"
         );
         let close = unread_body || !head.keep_alive();
+        self.unread_input |= unread_body;
         self.queue_local(Local::Bytes(http::canned(status, close)), close);
         self.log(head, status, 0);
         None

@@ -177,12 +177,14 @@ impl Connection {
                 debug!(peer = %self.peer, "the handler refused an upload; it stops here");
                 // The rest of the body will not be read: close once the
                 // handler's response is out.
+                self.unread_input = true;
                 self.queue_local(Local::Bytes(Bytes::new()), true);
                 self.log(head, 200, 0);
                 Ok(())
             }
             Err(Stop::Unavailable) => {
                 self.responses.pop();
+                self.unread_input = true;
                 let retry = settings.kennel_handler_retry_after;
                 self.queue_local(
                     Local::Bytes(crate::http::service_unavailable(retry, true)),
