@@ -4,8 +4,8 @@
 //! Owns the HTTP client (`hyper`'s HTTP/1 client connections, driven by
 //! the client connection task that uses them, and one keep-alive pool of
 //! them shared by every client connection of the server), the request body
-//! handed to it (a
-//! bounded channel the connection task fills as it reads), and the header
+//! handed to it (a bounded channel the connection task fills as it reads),
+//! and the header
 //! rules of a gateway (RFC 9110 §7.6): hop-by-hop fields (`Connection`, the
 //! fields it lists, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
 //! `Transfer-Encoding`, `Upgrade`) are not forwarded in either direction;
@@ -55,8 +55,8 @@ pub const BODY_QUEUE: usize = 4;
 /// request costs no hand-off between tasks. Idle connections wait in the
 /// pool (at most `kennel.proxy.max_idle` per back end, closed after
 /// `kennel.proxy.idle_timeout_ms`); one the back end closed meanwhile is
-/// noticed when taken out, and a request it could not send is retried once
-/// on a new connection.
+/// noticed when taken out. [`exchange`](Self::exchange) says when a
+/// request is sent again.
 #[derive(Debug, Clone)]
 pub struct Proxy {
     pool: Arc<Pool>,
@@ -217,9 +217,10 @@ impl Proxy {
         again: Option<&(dyn Fn() -> Option<http::Request<ProxyBody>> + Sync)>,
     ) -> Result<(http::Response<hyper::body::Incoming>, BackendConn), ProxyError> {
         let mut request = request;
-        let mut fresh_only = false;
+        // Once a request has been sent again: new connections only.
+        let mut resent = false;
         loop {
-            let pooled = if fresh_only {
+            let pooled = if resent {
                 None
             } else {
                 self.checkout(addr, port).await
@@ -242,7 +243,8 @@ impl Proxy {
                     continue;
                 }
             }
-            let rebuilt = if reused && !fresh_only {
+            // (Never true once resent: then the connection is new.)
+            let rebuilt = if reused {
                 again.and_then(|again| again())
             } else {
                 None
@@ -251,7 +253,7 @@ impl Proxy {
                 Some(rebuilt) => {
                     debug!(error = %e.error(), "a pooled back-end connection failed under a request; sending it again");
                     request = rebuilt;
-                    fresh_only = true;
+                    resent = true;
                 }
                 None => return Err(ProxyError::Backend(e.into_error().to_string())),
             }
@@ -320,6 +322,7 @@ impl Proxy {
         })
     }
 }
+
 /// Why a proxied request got no response from the back end.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

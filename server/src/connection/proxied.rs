@@ -313,13 +313,16 @@ impl Connection {
         framing: Framing,
         timeout: Duration,
     ) -> Result<Result<usize, ProxyError>, ConnError> {
-        let mut head = Some(response_head);
+        // Held back only for a body of known length.
+        let mut head = match framing {
+            Framing::Length(_) => Some(response_head),
+            _ => {
+                self.write_all(&response_head).await?;
+                None
+            }
+        };
         if framing == Framing::None {
-            self.write_all(&head.take().unwrap_or_default()).await?;
             return Ok(Ok(0));
-        }
-        if !matches!(framing, Framing::Length(_)) {
-            self.write_all(&head.take().unwrap_or_default()).await?;
         }
         let mut sent = 0;
         loop {
@@ -352,13 +355,13 @@ impl Connection {
                 continue;
             }
             sent += data.len();
-            let head_part = head.take().unwrap_or_default();
             if framing == Framing::Chunked {
                 let size = format!("{:x}\r\n", data.len());
-                self.write_parts(&mut [&head_part, size.as_bytes(), &data, b"\r\n"])
+                self.write_parts(&mut [size.as_bytes(), &data, b"\r\n"])
                     .await?;
             } else {
-                self.write_pair(&head_part, &data).await?;
+                let head = head.take().unwrap_or_default();
+                self.write_pair(&head, &data).await?;
             }
         }
         if let Some(head) = head.take() {

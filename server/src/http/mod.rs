@@ -328,8 +328,6 @@ pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// The elements of a comma-separated list (RFC 9110 §5.6.1), OWS trimmed;
-/// empty elements are yielded too (callers decide).
 /// Whether a request with `method` may be repeated without changing its
 /// effect (RFC 9110 §9.2.2): `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`,
 /// `DELETE`.
@@ -340,6 +338,8 @@ pub fn is_idempotent(method: &[u8]) -> bool {
     )
 }
 
+/// The elements of a comma-separated list (RFC 9110 §5.6.1), OWS trimmed;
+/// empty elements are yielded too (callers decide).
 pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim_ows)
 }
