@@ -172,13 +172,19 @@ pub enum CliError {
     /// Serving failed to start or stopped with an error.
     #[error(transparent)]
     Serve(#[from] process::ProcessError),
+    /// The TLS files of a `use_ssl` server are missing or wrong.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::File { .. } | CliError::NotFound(_) => EXIT_CONFIG,
+            CliError::Config(_)
+            | CliError::File { .. }
+            | CliError::NotFound(_)
+            | CliError::Tls(_) => EXIT_CONFIG,
             CliError::NoMatch(_) | CliError::Output(_) => EXIT_FAILURE,
             CliError::Serve(e) => e.exit_code(),
         }
@@ -258,6 +264,12 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
             let snapshot = args.load()?;
             for warning in &snapshot.warnings {
                 writeln!(out, "warning: {warning}")?;
+            }
+            // The certificate files, read as the server would read them.
+            if let Some(tls) = crate::tls::load(&snapshot, &crate::tls::Resumption::new()?)? {
+                for warning in &tls.warnings {
+                    writeln!(out, "warning: TLS: {warning}")?;
+                }
             }
             let routes: usize = snapshot.hosts.iter().map(|h| h.routes.len()).sum();
             writeln!(

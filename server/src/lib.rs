@@ -19,6 +19,8 @@
 //!   requests to handlers, replies back into the registry.
 //! - [`proxy`]: the reverse proxy's HTTP client and a gateway's header
 //!   rules.
+//! - [`tls`]: the rustls config of a `use_ssl` server from Mongrel2's
+//!   certificate layout (SNI, client certificates, resumption).
 //! - [`sys`]: the two OS calls that need `unsafe` (the only module allowed it).
 //! - [`alarm`]: the deadlines of waiting connections and their shutdown
 //!   call, kept in one place instead of a timer per connection.
@@ -41,3 +43,4 @@ pub mod registry;
 pub mod routing;
 pub mod server;
 pub mod sys;
+pub mod tls;

@@ -44,6 +44,9 @@ pub enum ServerError {
     /// A handler's sockets could not be bound.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The access log could not be opened.
     #[error("server {server}: column access_log: cannot open {path:?}: {source}")]
     AccessLog {
@@ -66,8 +69,10 @@ pub struct Active {
     pub links: Box<[Arc<dyn Link>]>,
     /// The request-head limits from the settings.
     pub limits: Limits,
-    /// `http` (or `https` once TLS is served).
+    /// `http`, or `https` for a `use_ssl` server.
     pub url_scheme: &'static str,
+    /// The TLS handshake of a `use_ssl` server's connections.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Counts the server keeps for its operators (the metrics read them).
@@ -86,6 +91,10 @@ pub struct Counters {
     pub outbox_overflows: AtomicU64,
     /// Connections dropped because a write made no progress in time.
     pub write_timeouts: AtomicU64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: AtomicU64,
+    /// TLS handshakes failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl Counters {
@@ -111,6 +120,8 @@ pub struct Server {
     counters: Counters,
     proxy: Proxy,
     alarms: Arc<Alarms>,
+    /// TLS session resumption, kept across reloads.
+    resumption: crate::tls::Resumption,
     /// Told whenever a connection closes (the accept loop waits on it when
     /// `kennel.max_connections` are open, the shutdown for the last one).
     connection_closed: tokio::sync::Notify,
@@ -137,13 +148,16 @@ impl Server {
         let mut links = LinkTable::new();
         let resolved = links.resolve(&snapshot.handlers, &registry, settings)?;
         let access_log = open_access_log(&snapshot)?;
+        let resumption = crate::tls::Resumption::new()?;
+        let tls = tls_acceptor(&snapshot, &resumption)?;
         let active_settings = snapshot.settings.clone();
         let alarms = Arc::new(Alarms::new());
         let active = Active {
             limits: Limits::from_settings(settings),
             links: resolved.into_boxed_slice(),
+            url_scheme: if tls.is_some() { "https" } else { "http" },
+            tls,
             snapshot,
-            url_scheme: "http",
         };
         Ok(Arc::new(Server {
             current: ArcSwap::from_pointee(active),
@@ -158,6 +172,7 @@ impl Server {
                 async move { alarms.drive().await }
             }),
             alarms,
+            resumption,
             connection_closed: tokio::sync::Notify::new(),
         }))
     }
@@ -207,6 +222,12 @@ impl Server {
     /// The deadlines of waiting connections, and their shutdown call.
     pub fn alarms(&self) -> &Alarms {
         &self.alarms
+    }
+
+    /// TLS session resumption (the ticket key and session cache every
+    /// config of this server shares).
+    pub fn tls_resumption(&self) -> &crate::tls::Resumption {
+        &self.resumption
     }
 
     /// The HTTP client of the proxy routes (one keep-alive pool).
@@ -302,6 +323,22 @@ impl Server {
             .unwrap_or_else(|e| e.into_inner())
             .shutdown();
     }
+}
+
+/// The TLS acceptor of `snapshot`'s server (`None` for plain HTTP),
+/// logging what loading it noticed.
+fn tls_acceptor(
+    snapshot: &Snapshot,
+    resumption: &crate::tls::Resumption,
+) -> Result<Option<Arc<rustls::ServerConfig>>, crate::tls::TlsError> {
+    let Some(loaded) = crate::tls::load(snapshot, resumption)? else {
+        return Ok(None);
+    };
+    for warning in &loaded.warnings {
+        warn!("TLS: {warning}");
+    }
+    info!(sni = ?loaded.names, "TLS: certificates loaded");
+    Ok(Some(loaded.config))
 }
 
 /// `SO_KEEPALIVE` on an accepted socket (`net.tcp_keepalive = 1`).

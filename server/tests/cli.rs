@@ -63,7 +63,7 @@ fn check_needs_a_server_when_there_are_several() {
         "{out}"
     );
 
-    // The admin server has use_ssl = 1, which Kennel cannot serve yet.
+    // The admin server has use_ssl = 1, and the fixture no certdir.
     let o = kennel(&[
         "check",
         "--db",
@@ -73,9 +73,7 @@ fn check_needs_a_server_when_there_are_several() {
     ]);
     assert_eq!(o.status.code(), Some(64));
     assert!(
-        stderr(&o).starts_with(
-            "kennel: server 2: column use_ssl: is on, but Kennel does not implement TLS yet"
-        ),
+        stderr(&o).starts_with("kennel: setting certdir: not set, but server 2 has use_ssl = 1"),
         "{}",
         stderr(&o)
     );
@@ -351,9 +349,8 @@ fn check_and_serve_refuse_the_same_configs_with_the_same_error() {
         ),
         (
             "UPDATE server SET use_ssl = 1".to_owned(),
-            "server 1: column use_ssl: is on, but Kennel does not implement TLS yet and will not \
-             serve this port as plain HTTP; until TLS support lands, set use_ssl to 0 (and put \
-             a TLS-terminating proxy in front)"
+            "setting certdir: not set, but server 1 has use_ssl = 1; set it to the directory \
+             holding same-rules.crt and same-rules.key"
                 .to_owned(),
         ),
         (

@@ -211,18 +211,12 @@ fn mimetypes_from_the_fixture() {
     assert_eq!(s.mimetypes.lookup("/a.kennel"), None);
 }
 
-/// The admin server has `use_ssl = 1`: a config error until Kennel has
-/// TLS (rather than serving that port as plain HTTP).
+/// The admin server has `use_ssl = 1`: the config loads (its certificate
+/// files are read when TLS is set up, see `tests/tls.rs`).
 #[test]
-fn admin_server_with_tls_is_refused_until_tls_lands() {
-    assert_eq!(
-        load(ServerSelector::UuidOrName(ADMIN_UUID.into()))
-            .unwrap_err()
-            .to_string(),
-        "server 2: column use_ssl: is on, but Kennel does not implement TLS yet and will \
-         not serve this port as plain HTTP; until TLS support lands, set use_ssl to 0 (and \
-         put a TLS-terminating proxy in front)"
-    );
+fn admin_server_with_tls_loads_as_tls() {
+    let s = load(ServerSelector::UuidOrName(ADMIN_UUID.into())).unwrap();
+    assert!(s.server.use_ssl);
 }
 
 /// A copy of the fixture with the admin server's `use_ssl` turned off.

@@ -480,12 +480,21 @@ fn handlers_sharing_one_spec_but_not_the_other_cannot_both_bind() {
 }
 
 #[test]
-fn use_ssl_is_an_error_until_tls_lands() {
-    let tls = "server 1: column use_ssl: is on, but Kennel does not implement TLS yet and will \
-               not serve this port as plain HTTP; until TLS support lands, set use_ssl to 0 \
-               (and put a TLS-terminating proxy in front)";
-    assert_eq!(error_with("UPDATE server SET use_ssl = 1"), tls);
-    assert_eq!(error_with("UPDATE server SET use_ssl = 2"), tls);
+fn use_ssl_is_read_as_mongrel2_does() {
+    // Any non-zero value is on; the certificate files are read when TLS
+    // is set up (tests/tls.rs), not by the config loader.
+    assert!(
+        load_with("UPDATE server SET use_ssl = 1")
+            .unwrap()
+            .server
+            .use_ssl
+    );
+    assert!(
+        load_with("UPDATE server SET use_ssl = 2")
+            .unwrap()
+            .server
+            .use_ssl
+    );
     assert!(
         !load_with("UPDATE server SET use_ssl = 0")
             .unwrap()

@@ -465,25 +465,11 @@ pub(super) fn load(conn: &Connection, selector: &ServerSelector) -> Result<Snaps
 /// served: what the row-by-row reading cannot see, and what would
 /// otherwise only fail once the server starts binding sockets.
 ///
-/// - `server.use_ssl` must be 0: TLS is not implemented yet, and serving
-///   plain HTTP on a port configured for TLS would be worse than refusing.
 /// - No ZeroMQ endpoint may be bound twice: two handlers (not merged, as
 ///   rows with the same `send_spec` and `recv_spec` are) sharing a
 ///   `send_spec` or a `recv_spec`, or one handler's `send_spec` being
 ///   another's (or its own) `recv_spec`, could never both bind.
 pub(super) fn validate(snapshot: &Snapshot) -> Result<(), ConfigError> {
-    let server = &snapshot.server;
-    if server.use_ssl {
-        return Err(ConfigError::Invalid {
-            table: "server",
-            id: server.id,
-            column: "use_ssl",
-            problem: "is on, but Kennel does not implement TLS yet and will not serve this \
-                      port as plain HTTP; until TLS support lands, set use_ssl to 0 (and put \
-                      a TLS-terminating proxy in front)"
-                .into(),
-        });
-    }
     let mut bound: HashMap<&str, (&Handler, &'static str)> = HashMap::new();
     for handler in &snapshot.handlers {
         for (column, spec) in [

@@ -15,8 +15,7 @@
 //! is wrong, as in `route 7: column target_type: unknown target type
 //! "hander" (expected handler, dir or proxy)`. [`load()`] checks everything a
 //! server needs to start (values, ranges, references, and the rules across
-//! rows such as no socket endpoint bound twice and no `use_ssl` until TLS
-//! exists): `kennel check` and starting a server both call it, so one never
+//! rows such as no socket endpoint bound twice): `kennel check` and starting a server both call it, so one never
 //! accepts what the other refuses. Problems that do not stop a
 //! server (an unknown setting key, a `protocol` other than `json` or
 //! `tnetstring`, configured `.so` filters) are warnings: logged with

@@ -1,7 +1,8 @@
 //! The per-connection task: read requests, route them, answer them or hand
 //! them to a handler link, and write the responses in request order.
 //!
-//! A connection is a [`Transport`] (plain TCP today, TLS next) plus an
+//! A connection is a [`Transport`] (plain TCP, or TLS after a handshake
+//! run under the request deadline) plus an
 //! explicit protocol state, [`Phase`]: reading requests, finishing (a last
 //! response is queued, no more requests are read), waiting for a handler to
 //! accept a WebSocket upgrade, and WebSocket. Alongside the phase it keeps
@@ -50,7 +51,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, warn};
@@ -340,11 +341,35 @@ pub fn serve(
     };
     conn.touch();
     async move {
+        if conn.active.tls.is_some() && !Box::pin(conn.handshake()).await {
+            conn.server.connection_closed();
+            return;
+        }
         let end = conn.run().await;
         // Boxed: closing (a last write, lingering) is not part of an idle
         // connection's future.
         Box::pin(conn.finish(end)).await;
     }
+}
+
+/// The server keys a request carries after the others: `DOWNLOAD_CREDITS`
+/// on the first request with flow control, `PEER_CERT_SHA1` over TLS with
+/// a client certificate. Written into `keys`; the used part is returned.
+fn server_keys<'a>(
+    keys: &'a mut [(&'a [u8], &'a [u8]); 2],
+    credits: Option<&'a [u8]>,
+    cert: Option<&'a [u8; 40]>,
+) -> &'a [(&'a [u8], &'a [u8])] {
+    let mut n = 0;
+    if let Some(credits) = credits {
+        keys[n] = (b"DOWNLOAD_CREDITS", credits);
+        n += 1;
+    }
+    if let Some(cert) = cert {
+        keys[n] = (b"PEER_CERT_SHA1", &cert[..]);
+        n += 1;
+    }
+    &keys[..n]
 }
 
 /// A boxed step of a request: routing, files, bodies, writing. Boxed so an
@@ -387,6 +412,49 @@ struct Connection {
 }
 
 impl Connection {
+    /// The TLS handshake of a `use_ssl` server's connection, under the
+    /// request deadline; false if it failed (logged at debug: a client's
+    /// fault, or a port scanner's).
+    async fn handshake(&mut self) -> bool {
+        let Some(config) = self.active.tls.clone() else {
+            return true;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let Transport::Plain(stream) = std::mem::replace(&mut self.transport, Transport::Gone)
+        else {
+            return false;
+        };
+        let deadline =
+            Duration::from_millis(self.active.snapshot.settings.kennel_http_request_timeout_ms);
+        let counters = self.server.counters();
+        match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                Counters::bump(&counters.tls_handshakes);
+                let peer_cert_sha1 = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|cert| crate::tls::fingerprint(cert));
+                self.transport = Transport::Tls(Box::new(transport::Tls {
+                    stream,
+                    peer_cert_sha1,
+                }));
+                true
+            }
+            Ok(Err(e)) => {
+                Counters::bump(&counters.tls_handshake_failures);
+                debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                false
+            }
+            Err(_) => {
+                Counters::bump(&counters.tls_handshake_failures);
+                debug!(peer = %self.peer, "TLS handshake timed out");
+                false
+            }
+        }
+    }
+
     /// The write deadline the settings ask for.
     fn write_deadline(&self) -> WriteDeadline {
         let settings = &self.active.snapshot.settings;
@@ -773,10 +841,9 @@ impl Connection {
         let outbox = self.register();
         let link = &active.links[handler];
         let announce = self.announce_credits();
-        let extra: &[(&[u8], &[u8])] = match announce {
-            Some(credits) => &[(b"DOWNLOAD_CREDITS", credits)],
-            None => &[],
-        };
+        let cert = self.transport.peer_cert_sha1();
+        let mut keys = [(&b""[..], &b""[..]); 2];
+        let extra = server_keys(&mut keys, announce, cert.as_ref());
         let request = LinkRequest {
             head,
             pattern,
@@ -1212,7 +1279,7 @@ impl Connection {
         let mut progress = Progress::start(self.write_deadline());
         while remaining > 0 {
             let Some(stream) = self.transport.tcp() else {
-                unreachable!("every transport is plain TCP so far");
+                return self.copy_file_range(file, position as u64, remaining).await;
             };
             let count = usize::try_from(remaining)
                 .map_or(dir::SENDFILE_CHUNK, |r| r.min(dir::SENDFILE_CHUNK));
@@ -1247,6 +1314,39 @@ impl Connection {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
                     ) => {}
                 Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes of `file` from `offset` through a transport that
+    /// cannot take `sendfile(2)` (TLS): read into a buffer, then written
+    /// like any bytes. The reads are `pread(2)` on this thread, as
+    /// `sendfile(2)` is for plain TCP: both are served from the page cache
+    /// for a file being read often.
+    async fn copy_file_range(
+        &mut self,
+        file: &std::fs::File,
+        mut offset: u64,
+        mut len: u64,
+    ) -> Result<(), ConnError> {
+        use std::os::unix::fs::FileExt;
+        let mut chunk = vec![0u8; dir::COPY_CHUNK.min(usize::try_from(len).unwrap_or(usize::MAX))];
+        while len > 0 {
+            let want = usize::try_from(len).map_or(chunk.len(), |l| l.min(chunk.len()));
+            let n = file.read_at(&mut chunk[..want], offset)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shrank while it was sent",
+                )
+                .into());
+            }
+            self.write_all(&chunk[..n]).await?;
+            offset += n as u64;
+            len -= n as u64;
+            if len > 0 {
+                tokio::task::yield_now().await;
             }
         }
         Ok(())
@@ -1294,7 +1394,7 @@ impl Connection {
                 at += 1;
             }
             let parts = &mut parts[at..];
-            if parts.is_empty() {
+            if parts.is_empty() && !self.transport.wants_flush() {
                 return Ok(());
             }
             if let Some(reason) = outbox.as_ref().and_then(|o| o.aborted()) {
@@ -1302,6 +1402,9 @@ impl Connection {
                     cancelled: reason == Outgoing::Cancel,
                 });
             }
+            // Nothing left but TLS records the socket had no room for:
+            // they go out before the write is done.
+            let flush = parts.is_empty();
             let mut slices = [std::io::IoSlice::new(&[]); 4];
             let count = parts.len().min(slices.len());
             for (slice, part) in slices.iter_mut().zip(parts.iter()) {
@@ -1311,8 +1414,19 @@ impl Connection {
                 // The write first: most complete at once, and then no timer
                 // is set.
                 biased;
-                r = self.transport.write_vectored(&slices[..count]) => {
+                r = std::future::poll_fn(|cx| {
+                    let transport = std::pin::Pin::new(&mut self.transport);
+                    if flush {
+                        transport.poll_flush(cx).map_ok(|()| usize::MAX)
+                    } else {
+                        transport.poll_write_vectored(cx, &slices[..count])
+                    }
+                }) => {
                     let mut n = r?;
+                    if flush {
+                        self.wrote();
+                        continue;
+                    }
                     if n == 0 {
                         return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
                     }

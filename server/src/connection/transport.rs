@@ -1,10 +1,16 @@
-//! The byte stream under a connection: plain TCP today, TLS next.
+//! The byte stream under a connection: plain TCP, or TLS over TCP.
 //!
 //! [`Transport`] reads and writes like any tokio stream and says whether
 //! it can send a file without copying it through user space
-//! ([`Transport::tcp`] gives the socket for `sendfile(2)`; a transport
-//! that cannot, such as TLS without kTLS, returns `None` and the caller
-//! copies). Deadlines and what the bytes mean are the connection's.
+//! ([`Transport::tcp`] gives the socket for `sendfile(2)`; TLS returns
+//! `None` and the caller copies: Kennel does not use kernel TLS, see
+//! `docs/tls.md`). Deadlines and what the bytes mean are the connection's.
+//!
+//! TLS buffers: a write may leave encrypted bytes inside rustls when the
+//! socket is full, so a writer that is done calls `flush` when
+//! [`Transport::wants_flush`] says so; and decrypted bytes the last read
+//! had no room for wait inside rustls, so [`Transport::poll_read_ready`]
+//! reports them before it asks the socket.
 
 use std::io;
 use std::pin::Pin;
@@ -18,6 +24,24 @@ use tokio::net::TcpStream;
 pub enum Transport {
     /// Plain TCP.
     Plain(TcpStream),
+    /// TLS, after the handshake (boxed: rustls's state is large, and a
+    /// plain connection should not carry room for it).
+    Tls(Box<Tls>),
+    /// Nothing: the stream was taken for a handshake that failed.
+    Gone,
+}
+
+/// A TLS stream and what its handshake said.
+#[derive(Debug)]
+pub struct Tls {
+    /// The stream.
+    pub stream: tokio_rustls::server::TlsStream<TcpStream>,
+    /// `PEER_CERT_SHA1` of the client's certificate, if it sent one.
+    pub peer_cert_sha1: Option<[u8; 40]>,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection has no stream")
 }
 
 impl Transport {
@@ -26,13 +50,55 @@ impl Transport {
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
             Transport::Plain(stream) => Some(stream),
+            Transport::Tls(_) | Transport::Gone => None,
         }
     }
 
-    /// Waits until the socket has bytes (or EOF) to read, without reading.
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// The TCP socket under it, whatever the protocol on top.
+    pub fn socket(&self) -> Option<&TcpStream> {
+        match self {
+            Transport::Plain(stream) => Some(stream),
+            Transport::Tls(tls) => Some(tls.stream.get_ref().0),
+            Transport::Gone => None,
+        }
+    }
+
+    /// The client certificate's `PEER_CERT_SHA1`, over TLS with one.
+    pub fn peer_cert_sha1(&self) -> Option<[u8; 40]> {
+        match self {
+            Transport::Tls(tls) => tls.peer_cert_sha1,
+            Transport::Plain(_) | Transport::Gone => None,
+        }
+    }
+
+    /// Whether bytes already written wait inside the transport (TLS
+    /// records the socket had no room for): then `flush` before waiting
+    /// on anything else.
+    pub fn wants_flush(&self) -> bool {
+        match self {
+            Transport::Tls(tls) => tls.stream.get_ref().1.wants_write(),
+            Transport::Plain(_) | Transport::Gone => false,
+        }
+    }
+
+    /// Waits until there are bytes (or EOF) to read, without reading: for
+    /// TLS, decrypted bytes already inside rustls count.
+    pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Transport::Plain(stream) => stream.poll_read_ready(cx),
+            Transport::Tls(tls) => {
+                let (socket, session) = tls.stream.get_mut();
+                match session.process_new_packets() {
+                    Ok(state)
+                        if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() =>
+                    {
+                        socket.poll_read_ready(cx)
+                    }
+                    // Bytes, an end or an error: the read will say which.
+                    _ => Poll::Ready(Ok(())),
+                }
+            }
+            Transport::Gone => Poll::Ready(Err(gone())),
         }
     }
 }
@@ -45,6 +111,8 @@ impl AsyncRead for Transport {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_read(cx, buf),
+            Transport::Gone => Poll::Ready(Err(gone())),
         }
     }
 }
@@ -57,6 +125,8 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_write(cx, buf),
+            Transport::Gone => Poll::Ready(Err(gone())),
         }
     }
 
@@ -67,24 +137,32 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_write_vectored(cx, bufs),
+            Transport::Gone => Poll::Ready(Err(gone())),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Transport::Plain(stream) => stream.is_write_vectored(),
+            Transport::Tls(tls) => tls.stream.is_write_vectored(),
+            Transport::Gone => false,
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_flush(cx),
+            Transport::Gone => Poll::Ready(Ok(())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_shutdown(cx),
+            Transport::Gone => Poll::Ready(Ok(())),
         }
     }
 }

@@ -133,10 +133,9 @@ impl Connection {
         // refusal) and then go out in order.
         self.responses.push(Owed::handler(head.method()));
         let announce = self.announce_credits();
-        let extra: &[(&[u8], &[u8])] = match announce {
-            Some(credits) => &[(b"DOWNLOAD_CREDITS", credits)],
-            None => &[],
-        };
+        let cert = self.transport.peer_cert_sha1();
+        let mut keys = [(&b""[..], &b""[..]); 2];
+        let extra = super::server_keys(&mut keys, announce, cert.as_ref());
         let request = LinkRequest {
             head,
             pattern,
