@@ -135,6 +135,8 @@ pub fn serve(db: &Path, selector: &ServerSelector, mode: Mode) -> Result<(), Pro
     } else {
         None
     };
+    // Before the chroot moves the file system under us.
+    let source = reload_source(db, &snapshot);
     enter_chroot(&snapshot)?;
     if let Some(dev_null) = &dev_null {
         // Before any thread exists: the runtime and ZeroMQ start later.
@@ -148,11 +150,11 @@ pub fn serve(db: &Path, selector: &ServerSelector, mode: Mode) -> Result<(), Pro
             reason: format!("cannot daemonize: {e}"),
         })?;
     }
-    init_logging(&snapshot, daemonize)?;
+    let error_log = init_logging(&snapshot, daemonize)?;
     raise_open_file_limit();
     // From here on a daemon has no terminal: errors go to the error log too.
     let pid_file = write_pid_file(&snapshot).inspect_err(|e| error!(error = %e, "cannot start"))?;
-    let result = run_runtime(snapshot, listener);
+    let result = run_runtime(snapshot, listener, source, error_log);
     if let Some(path) = pid_file {
         let _ = std::fs::remove_file(path);
     }
@@ -283,36 +285,116 @@ fn raise_open_file_limit() {
 }
 
 /// Logs go to stdout in the foreground and to the server's `error_log` when
-/// daemonized. `RUST_LOG` selects levels (default `info`).
-fn init_logging(snapshot: &Snapshot, daemonized: bool) -> Result<(), ProcessError> {
+/// daemonized (returned, so a reload can reopen it). `RUST_LOG` selects
+/// levels (default `info`).
+fn init_logging(
+    snapshot: &Snapshot,
+    daemonized: bool,
+) -> Result<Option<Arc<LogFile>>, ProcessError> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let log_path = snapshot.server_path(&snapshot.server.error_log);
     if daemonized && !snapshot.server.error_log.is_empty() {
-        if let Some(parent) = log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|source| ProcessError::ErrorLog {
-                server: snapshot.server.id,
-                path: log_path.clone(),
-                source,
-            })?;
+        let path = snapshot.server_path(&snapshot.server.error_log);
+        let file = LogFile::open(path.clone()).map_err(|source| ProcessError::ErrorLog {
+            server: snapshot.server.id,
+            path,
+            source,
+        })?;
         let _ = builder
             .with_ansi(false)
-            .with_writer(Mutex::new(file))
+            .with_writer(Arc::clone(&file))
             .try_init();
+        Ok(Some(file))
     } else {
-        let _ = builder.try_init();
+        // No colour escapes in a file, a pipe or the journal.
+        use std::io::IsTerminal;
+        let _ = builder
+            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init();
+        Ok(None)
     }
-    Ok(())
 }
 
-fn run_runtime(snapshot: Snapshot, listener: TcpListener) -> Result<(), ProcessError> {
+/// The error log file, reopened on reload (so a rotated file is let go).
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+impl LogFile {
+    fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    /// Opens (appending, creating) `path`.
+    pub fn open(path: PathBuf) -> std::io::Result<Arc<LogFile>> {
+        let file = Self::open_file(&path)?;
+        Ok(Arc::new(LogFile {
+            path,
+            file: Mutex::new(file),
+        }))
+    }
+
+    /// Opens the path again; later lines go to the new file.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let file = Self::open_file(&self.path)?;
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = file;
+        Ok(())
+    }
+}
+
+impl Write for &LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    }
+}
+
+/// Where a reload reads the config database: its absolute path, seen from
+/// inside the chroot when the server will chroot as root (the database
+/// must then lie inside it; otherwise reloads fail, and this says so now).
+fn reload_source(db: &Path, snapshot: &Snapshot) -> crate::server::Source {
+    let absolute = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_owned());
+    let chroot = &snapshot.server.chroot;
+    let db = if !chroot.is_empty() && nix::unistd::geteuid().is_root() {
+        let root = std::fs::canonicalize(chroot).unwrap_or_else(|_| PathBuf::from(chroot));
+        match absolute.strip_prefix(&root) {
+            Ok(inside) => Path::new("/").join(inside),
+            Err(_) => {
+                eprintln!(
+                    "kennel: warning: the config database {} is outside the chroot {chroot:?}, so \
+                     a reload will not find it; keep it inside to reload without a restart",
+                    absolute.display()
+                );
+                absolute
+            }
+        }
+    } else {
+        absolute
+    };
+    crate::server::Source {
+        db,
+        uuid: snapshot.server.uuid.clone(),
+    }
+}
+
+fn run_runtime(
+    snapshot: Snapshot,
+    listener: TcpListener,
+    source: crate::server::Source,
+    error_log: Option<Arc<LogFile>>,
+) -> Result<(), ProcessError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kennel-worker")
@@ -322,11 +404,19 @@ fn run_runtime(snapshot: Snapshot, listener: TcpListener) -> Result<(), ProcessE
         let listener =
             tokio::net::TcpListener::from_std(listener).map_err(ProcessError::Runtime)?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(watch_signals(shutdown.clone()));
+        let server = crate::server::Server::start(Arc::new(snapshot)).inspect_err(|e| {
+            error!(error = %e, "cannot start");
+        })?;
+        server.set_source(source);
+        tokio::spawn(watch_signals(
+            shutdown.clone(),
+            Arc::clone(&server),
+            error_log,
+        ));
         // On a worker, not on this thread: accepting where the connection
         // tasks run saves a cross-thread wake-up per new connection.
-        let server = tokio::spawn(crate::server::run(Arc::new(snapshot), listener, shutdown));
-        let result = match server.await {
+        let serving = tokio::spawn(async move { server.serve(listener, shutdown).await });
+        let result = match serving.await {
             Ok(result) => result,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
@@ -341,8 +431,12 @@ fn run_runtime(snapshot: Snapshot, listener: TcpListener) -> Result<(), ProcessE
 }
 
 /// SIGINT/SIGTERM: stop accepting and drain; a second one exits at once.
-/// SIGHUP: config reload is not implemented yet; it is logged and ignored.
-async fn watch_signals(shutdown: CancellationToken) {
+/// SIGHUP: reopen the error log and reload the config.
+async fn watch_signals(
+    shutdown: CancellationToken,
+    server: Arc<crate::server::Server>,
+    error_log: Option<Arc<LogFile>>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -358,7 +452,15 @@ async fn watch_signals(shutdown: CancellationToken) {
             _ = int.recv() => {}
             _ = term.recv() => {}
             _ = hup.recv() => {
-                warn!("SIGHUP: config reload is not implemented yet; restart to apply changes");
+                if let Some(log) = &error_log {
+                    if let Err(e) = log.reopen() {
+                        warn!(file = %log.path.display(), error = %e, "cannot reopen the error log; still writing the old one");
+                    }
+                }
+                info!("SIGHUP: reloading the config");
+                let server = Arc::clone(&server);
+                // Its outcome is logged by reload itself.
+                tokio::spawn(async move { server.reload().await });
                 continue;
             }
         }
@@ -367,7 +469,7 @@ async fn watch_signals(shutdown: CancellationToken) {
             std::process::exit(130);
         }
         stopping = true;
-        info!("shutting down: no new connections, draining the current ones");
+        info!("shutting down: no new connections, draining the current ones (a second SIGINT exits at once)");
         shutdown.cancel();
     }
 }

@@ -5,6 +5,9 @@
 //! new one while connections finish on theirs), the handler links (a
 //! [`LinkTable`], by stable id), the connection [`Registry`], the static
 //! [`FileCache`], the access log and the [`Counters`] the metrics read.
+//! [`Server::reload`] (SIGHUP, the control port's `reload`) reads the
+//! config database again and swaps the new config in whole, or keeps the
+//! old one and says precisely why not.
 //! [`Server::serve`] runs the accept loop on a listener until a shutdown
 //! token is cancelled (both are arguments, so tests run the real server on
 //! `127.0.0.1:0` and stop it when they like; [`Background`] does that on a
@@ -15,6 +18,7 @@
 //! [`crate::process`]), nor what a connection does (see
 //! [`crate::connection`]).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,17 +26,20 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::access::AccessLog;
 use crate::alarm::Alarms;
-use crate::config::Snapshot;
+use crate::config::{ConfigError, ServerSelector, Snapshot};
 use crate::connection;
 use crate::dir::FileCache;
 use crate::http::Limits;
-use crate::link::{Link, LinkError, LinkTable};
+use crate::link::{Link, LinkError, LinkTable, Mongrel2Link};
 use crate::proxy::Proxy;
 use crate::registry::{OutboxLimits, Registry};
+
+/// How often a drain says what it still waits for: every 2 s.
+const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(2);
 
 /// Pause after an accept error such as EMFILE, so a full fd table is not a
 /// busy loop (the backlog holds the clients meanwhile).
@@ -59,6 +66,38 @@ pub enum ServerError {
     },
 }
 
+/// Why a reload was refused (the old config keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The server was made from a snapshot, not from a database.
+    #[error("this server was not started from a config database, so there is nothing to reload")]
+    NoSource,
+    /// The database does not hold a valid config.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The TLS files are missing or wrong.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A new handler's sockets or the access log could not be opened.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The new `bind_addr:port` could not be bound.
+    #[error(transparent)]
+    Listen(#[from] Box<crate::process::ProcessError>),
+    /// Reading the database failed unexpectedly.
+    #[error("reading the config failed: {0}")]
+    Task(String),
+}
+
+/// Where a server's config comes from, so that it can be read again.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The config database (a path that stays valid after any chroot).
+    pub db: PathBuf,
+    /// The server's `uuid`.
+    pub uuid: String,
+}
+
 /// The config a connection serves a request from: a snapshot with its
 /// handlers resolved to links. Immutable; replaced whole on reload.
 #[derive(Debug)]
@@ -73,6 +112,8 @@ pub struct Active {
     pub url_scheme: &'static str,
     /// The TLS handshake of a `use_ssl` server's connections.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The access log, unless disabled (reopened by every reload).
+    pub access_log: Option<AccessLog>,
 }
 
 /// Counts the server keeps for its operators (the metrics read them).
@@ -95,6 +136,10 @@ pub struct Counters {
     pub tls_handshakes: AtomicU64,
     /// TLS handshakes failed or timed out.
     pub tls_handshake_failures: AtomicU64,
+    /// Reloads that swapped a new config in.
+    pub reloads: AtomicU64,
+    /// Reloads refused (the old config kept serving).
+    pub reload_failures: AtomicU64,
 }
 
 impl Counters {
@@ -116,12 +161,23 @@ pub struct Server {
     links: Mutex<LinkTable>,
     registry: Arc<Registry>,
     files: FileCache,
-    access_log: Option<AccessLog>,
     counters: Counters,
     proxy: Proxy,
     alarms: Arc<Alarms>,
     /// TLS session resumption, kept across reloads.
     resumption: crate::tls::Resumption,
+    /// Where the config is read again from on reload.
+    source: Mutex<Option<Source>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Links a reload's config no longer names, until nothing uses them.
+    retired: Mutex<Vec<Arc<Mongrel2Link>>>,
+    /// A listener a reload bound for a new `bind_addr:port`, for the
+    /// accept loop to take (told by `listener_changed`).
+    next_listener: Mutex<Option<std::net::TcpListener>>,
+    listener_changed: tokio::sync::Notify,
+    /// Set once shutdown began (the admin listener's `/ready` says no).
+    draining: std::sync::atomic::AtomicBool,
     /// Told whenever a connection closes (the accept loop waits on it when
     /// `kennel.max_connections` are open, the shutdown for the last one).
     connection_closed: tokio::sync::Notify,
@@ -146,25 +202,16 @@ impl Server {
             Duration::from_millis(settings.kennel_outbox_stall_ms),
         )));
         let mut links = LinkTable::new();
-        let resolved = links.resolve(&snapshot.handlers, &registry, settings)?;
-        let access_log = open_access_log(&snapshot)?;
         let resumption = crate::tls::Resumption::new()?;
         let tls = tls_acceptor(&snapshot, &resumption)?;
         let active_settings = snapshot.settings.clone();
         let alarms = Arc::new(Alarms::new());
-        let active = Active {
-            limits: Limits::from_settings(settings),
-            links: resolved.into_boxed_slice(),
-            url_scheme: if tls.is_some() { "https" } else { "http" },
-            tls,
-            snapshot,
-        };
+        let active = activate(Arc::clone(&snapshot), tls, &mut links, &registry)?;
         Ok(Arc::new(Server {
             current: ArcSwap::from_pointee(active),
             links: Mutex::new(links),
             registry,
             files: FileCache::new(),
-            access_log,
             counters: Counters::default(),
             proxy: Proxy::new(&active_settings),
             alarm_driver: tokio::spawn({
@@ -173,6 +220,12 @@ impl Server {
             }),
             alarms,
             resumption,
+            source: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+            retired: Mutex::new(Vec::new()),
+            next_listener: Mutex::new(None),
+            listener_changed: tokio::sync::Notify::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             connection_closed: tokio::sync::Notify::new(),
         }))
     }
@@ -199,11 +252,6 @@ impl Server {
     /// Open static files shared by every connection.
     pub fn files(&self) -> &FileCache {
         &self.files
-    }
-
-    /// The access log, unless disabled.
-    pub fn access_log(&self) -> Option<&AccessLog> {
-        self.access_log.as_ref()
     }
 
     /// The server's counters.
@@ -243,17 +291,22 @@ impl Server {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
-        let active = self.current();
-        let settings = &active.snapshot.settings;
-        let max = settings.kennel_max_connections as u64;
-        let keepalive = settings.net_tcp_keepalive;
+        let mut listener = listener;
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, server = %active.snapshot.server.uuid, "listening");
+            info!(%addr, server = %self.current().snapshot.server.uuid, "listening");
         }
         // The connection count is the counters' own (each connection counts
         // itself in and out), so an idle connection carries no permit or
         // tracker token; `connection_closed` wakes this loop.
         'accept: loop {
+            // Read per connection: a reload may change them.
+            let (max, keepalive) = {
+                let settings = &self.current.load().snapshot.settings;
+                (
+                    settings.kennel_max_connections as u64,
+                    settings.net_tcp_keepalive,
+                )
+            };
             loop {
                 // Made before the check, so a close in between is not missed.
                 let closed = self.connection_closed.notified();
@@ -267,6 +320,10 @@ impl Server {
             }
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break 'accept,
+                _ = self.listener_changed.notified() => {
+                    self.take_new_listener(&mut listener);
+                    continue;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -284,20 +341,27 @@ impl Server {
         drop(listener);
         // Idle connections close now; busy ones finish.
         self.alarms.shutdown();
-        let grace = Duration::from_millis(settings.kennel_shutdown_grace_ms);
+        let grace =
+            Duration::from_millis(self.current().snapshot.settings.kennel_shutdown_grace_ms);
+        self.draining.store(true, Ordering::Release);
         let drained = tokio::time::timeout(grace, async {
+            let mut report = tokio::time::Instant::now();
             while Counters::get(&self.counters.connections_open) > 0 {
                 let closed = self.connection_closed.notified();
                 if Counters::get(&self.counters.connections_open) == 0 {
                     break;
                 }
-                closed.await;
+                if tokio::time::Instant::now() >= report {
+                    self.say_what_drains_wait_for(grace);
+                    report += DRAIN_REPORT_EVERY;
+                }
+                let _ = tokio::time::timeout_at(report, closed).await;
             }
         });
         if drained.await.is_err() {
             info!(
                 remaining = Counters::get(&self.counters.connections_open),
-                "shutdown grace period over; closing the rest"
+                "shutdown grace period (kennel.shutdown_grace_ms) over; closing the rest"
             );
         }
         let server = Arc::clone(self);
@@ -313,7 +377,14 @@ impl Server {
         if let Some(link) = self.current.load().links.iter().find(|l| l.id() == id) {
             return Some(Arc::clone(link));
         }
-        self.links.lock().unwrap_or_else(|e| e.into_inner()).get(id)
+        if let Some(link) = self.links.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Some(link);
+        }
+        let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired
+            .iter()
+            .find(|l| l.id() == id)
+            .map(|l| Arc::clone(l) as Arc<dyn Link>)
     }
 
     /// Stops every link (blocking: joins their threads).
@@ -322,7 +393,208 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .shutdown();
+        let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+        for link in retired {
+            link.shutdown();
+        }
     }
+
+    /// Whether the server has stopped accepting and is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Logs what a drain waits for: connections by what they are doing.
+    fn say_what_drains_wait_for(&self, grace: Duration) {
+        let open = Counters::get(&self.counters.connections_open);
+        // Connections that talked to a handler: waiting for a reply, a
+        // stream or long-poll the handler keeps open, or a WebSocket.
+        let with_handlers = (self.registry.len() as u64).min(open);
+        info!(
+            connections = open,
+            with_handlers,
+            grace_ms = grace.as_millis() as u64,
+            "draining: waiting for {open} connection(s) to finish ({with_handlers} talking to \
+             handlers: replies, streams, long-polls, WebSockets) for up to the grace period; \
+             a second SIGINT or SIGTERM exits at once"
+        );
+    }
+
+    /// Says where the config can be read again from: reloads need it.
+    pub fn set_source(&self, source: Source) {
+        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    /// Reads the config again and swaps it in, or keeps the old one and
+    /// says why (logged at error level, with the table, row and column).
+    ///
+    /// What changes: routes, hosts, handlers (a handler whose
+    /// `send_spec` and `recv_spec` are unchanged keeps its link, so its
+    /// processes never notice; a new one is bound; one no longer named
+    /// keeps serving what it was given until no connection uses it, then
+    /// is closed), directories, proxies, settings read per request or per
+    /// connection, TLS certificates, the access log (reopened), and the
+    /// listening address (a new `bind_addr:port` is bound and the old one
+    /// stops accepting). A request already being served finishes on the
+    /// config it started on. Settings read once at start (outbox limits,
+    /// the proxy pool, ZeroMQ options of links kept) wait for a restart.
+    pub async fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let result = self.reload_now().await;
+        match &result {
+            Ok(()) => {
+                Counters::bump(&self.counters.reloads);
+                let active = self.current();
+                let routes: usize = active.snapshot.hosts.iter().map(|h| h.routes.len()).sum();
+                info!(
+                    hosts = active.snapshot.hosts.len(),
+                    routes,
+                    handlers = active.snapshot.handlers.len(),
+                    "reloaded the config"
+                );
+            }
+            Err(e) => {
+                Counters::bump(&self.counters.reload_failures);
+                error!(error = %e, "reload refused; still serving the previous config");
+            }
+        }
+        result
+    }
+
+    async fn reload_now(self: &Arc<Self>) -> Result<(), ReloadError> {
+        let source = self
+            .source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(ReloadError::NoSource)?;
+        let resumption = self.resumption.clone();
+        // Off the runtime's threads: SQLite and the certificate files.
+        let (snapshot, tls) = tokio::task::spawn_blocking(move || {
+            let snapshot = crate::config::load(&source.db, &ServerSelector::Uuid(source.uuid))?;
+            let tls = tls_acceptor(&snapshot, &resumption)?;
+            Ok::<_, ReloadError>((snapshot, tls))
+        })
+        .await
+        .map_err(|e| ReloadError::Task(e.to_string()))??;
+        let old = self.current();
+        let (old_server, new_server) = (&old.snapshot.server, &snapshot.server);
+        let listener = if (&old_server.bind_addr, old_server.port)
+            != (&new_server.bind_addr, new_server.port)
+        {
+            Some(crate::process::listen(&snapshot).map_err(Box::new)?)
+        } else {
+            None
+        };
+        for warning in &snapshot.warnings {
+            warn!(target: "kennel::config", "{warning}");
+        }
+        let active = {
+            let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+            let active = activate(Arc::new(snapshot), tls, &mut links, &self.registry)?;
+            let retired = links.retire(&active.links);
+            self.retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(retired);
+            active
+        };
+        self.current.store(Arc::new(active));
+        if let Some(listener) = listener {
+            *self.next_listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+            self.listener_changed.notify_one();
+        }
+        self.reap_retired_later();
+        Ok(())
+    }
+
+    /// Closes each retired link once nothing but the retired list holds
+    /// it (no config, no connection), checking every second.
+    fn reap_retired_later(self: &Arc<Self>) {
+        if self
+            .retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
+            return;
+        }
+        let server = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(server) = server.upgrade() else {
+                    return;
+                };
+                let unused: Vec<Arc<Mongrel2Link>> = {
+                    let mut retired = server.retired.lock().unwrap_or_else(|e| e.into_inner());
+                    let (unused, used) = std::mem::take(&mut *retired)
+                        .into_iter()
+                        .partition(|link| Arc::strong_count(link) == 1);
+                    *retired = used;
+                    unused
+                };
+                let left = !server
+                    .retired
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty();
+                if !unused.is_empty() {
+                    for link in &unused {
+                        info!(
+                            handler = link.handler_id(),
+                            "closing the link of a handler the config no longer names"
+                        );
+                    }
+                    tokio::task::spawn_blocking(move || unused.iter().for_each(|l| l.shutdown()));
+                }
+                if !left {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Swaps in the listener a reload bound, if there is one.
+    fn take_new_listener(&self, listener: &mut TcpListener) {
+        let Some(next) = self
+            .next_listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        match TcpListener::from_std(next) {
+            Ok(next) => {
+                if let Ok(addr) = next.local_addr() {
+                    info!(%addr, "listening on the reloaded address; the old one stops accepting");
+                }
+                *listener = next;
+            }
+            Err(e) => error!(error = %e, "cannot use the reloaded listener; keeping the old one"),
+        }
+    }
+}
+
+/// A snapshot made ready to serve: its handlers resolved to links (kept
+/// or bound), its access log opened.
+fn activate(
+    snapshot: Arc<Snapshot>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    links: &mut LinkTable,
+    registry: &Arc<Registry>,
+) -> Result<Active, ServerError> {
+    let resolved = links.resolve(&snapshot.handlers, registry, &snapshot.settings)?;
+    let access_log = open_access_log(&snapshot)?;
+    Ok(Active {
+        limits: Limits::from_settings(&snapshot.settings),
+        links: resolved.into_boxed_slice(),
+        url_scheme: if tls.is_some() { "https" } else { "http" },
+        tls,
+        access_log,
+        snapshot,
+    })
 }
 
 /// The TLS acceptor of `snapshot`'s server (`None` for plain HTTP),

@@ -1461,7 +1461,7 @@ impl Connection {
     }
 
     fn log(&self, head: &Head, status: u16, size: usize) {
-        if let Some(log) = self.server.access_log() {
+        if let Some(log) = &self.active.access_log {
             let host = head.host().unwrap_or(b"");
             log.record(
                 host,

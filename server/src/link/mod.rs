@@ -245,6 +245,22 @@ impl LinkTable {
         Ok(resolved)
     }
 
+    /// Takes out of the table every link that none of `keep` is: links a
+    /// reload's config no longer names. They keep serving the requests
+    /// already given to them until the caller stops them.
+    pub fn retire(&mut self, keep: &[Arc<dyn Link>]) -> Vec<Arc<Mongrel2Link>> {
+        let kept: std::collections::HashSet<LinkId> = keep.iter().map(|l| l.id()).collect();
+        let gone: Vec<(String, String)> = self
+            .links
+            .iter()
+            .filter(|(_, link)| !kept.contains(&link.id()))
+            .map(|(key, _)| key.clone())
+            .collect();
+        gone.into_iter()
+            .filter_map(|key| self.links.remove(&key))
+            .collect()
+    }
+
     /// The link with `id`, while the table has it.
     pub fn get(&self, id: LinkId) -> Option<Arc<dyn Link>> {
         self.links
