@@ -37,20 +37,20 @@ case "${1:-}" in
     *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
 esac
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
 # What this script runs, and where each comes from when it is missing.
 need() {
     local program=$1 what=$2
     command -v "$program" >/dev/null 2>&1 || fail "needs $program: install $what"
 }
 need cargo "the Rust toolchain (https://rustup.rs)"
-for program in cat grep mkdir rm sed seq sleep tail wc; do
+for program in cat dirname grep mkdir rm sed seq sleep tail wc; do
     need "$program" "coreutils, grep and sed (Debian: apt-get install coreutils grep sed)"
 done
 if [[ $mode == check ]]; then
     need curl "curl (Debian: apt-get install curl), which --check fetches the pages with"
 fi
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 port=${KENNEL_EXAMPLE_PORT:-6767}
 handler_port=${KENNEL_EXAMPLE_HANDLER_PORT:-9994}
