@@ -25,3 +25,9 @@ pub mod websocket;
 #[cfg(feature = "client")]
 pub use client::Connection;
 pub use request::Request;
+
+/// The Rust examples of `docs/handlers.md`, compiled (and, where they
+/// finish, run) as doc-tests, so the manual's code stays true to this crate.
+#[cfg(all(doctest, feature = "client"))]
+#[doc = include_str!("../../docs/handlers.md")]
+pub struct HandlersMd;

@@ -1,5 +1,8 @@
-//! `docs/configuration.md` is true: its "first site" SQL loads and means
-//! what the page says, and its settings table matches the loader.
+//! `docs/configuration.md` is true: its "first site" SQL loads, passes
+//! `kennel check` and means what the page says, and its settings table
+//! matches the loader.
+
+mod manual;
 
 use std::path::Path;
 
@@ -11,13 +14,7 @@ fn configuration_md() -> String {
 }
 
 fn first_site_sql() -> String {
-    let doc = configuration_md();
-    let after = doc
-        .split_once("<!-- first-site:")
-        .expect("first-site marker")
-        .1;
-    let block = after.split_once("```sql\n").expect("sql block").1;
-    block.split_once("```").expect("end of block").0.to_owned()
+    manual::block("configuration/first-site").text
 }
 
 #[test]
@@ -56,6 +53,31 @@ fn first_site_from_the_docs() {
     assert_eq!(
         s.mimetypes.lookup("/site.webmanifest"),
         Some("application/manifest+json")
+    );
+}
+
+#[test]
+fn first_site_passes_kennel_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("site.sql");
+    std::fs::write(&sql, first_site_sql()).unwrap();
+    let db = dir.path().join("config.sqlite");
+    let load = manual::kennel()
+        .args(["load", "--db"])
+        .arg(&db)
+        .arg(&sql)
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{load:?}");
+    let check = manual::kennel()
+        .args(["check", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    assert_eq!(
+        String::from_utf8(check.stdout).unwrap(),
+        "ok: server main (2f62bd5b-9e59-49cd-993c-3b6013c28f05): 1 hosts, 3 routes, 1 handlers, 1 directories, 1 proxies\n"
     );
 }
 

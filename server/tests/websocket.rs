@@ -205,25 +205,7 @@ fn an_independent_client_talks_to_an_echo_handler() {
         Message::binary(big.clone()),
         Message::text("é€😀"),
     ];
-    for m in &sent {
-        ws.send(m.clone()).unwrap();
-        assert_eq!(&ws.read().unwrap(), m);
-    }
-    ws.send(Message::Ping(b"are you there".to_vec().into()))
-        .unwrap();
-    assert_eq!(
-        ws.read().unwrap(),
-        Message::Pong(b"are you there".to_vec().into())
-    );
-    ws.close(None).unwrap();
-    loop {
-        match ws.read() {
-            Ok(Message::Close(_)) => continue,
-            Ok(other) => panic!("after close: {other:?}"),
-            Err(tungstenite::Error::ConnectionClosed) => break,
-            Err(e) => panic!("{e}"),
-        }
-    }
+    common::assert_websocket_echoes(&mut ws, &sent);
     assert_eq!(echo.join().unwrap(), 5);
     server.stop();
 }

@@ -225,3 +225,32 @@ pub fn read_response(stream: &mut impl Read) -> Vec<u8> {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// Checks a WebSocket to an echo handler: each of `messages` comes back as
+/// sent, a ping gets its pong, and a close is echoed before the server
+/// closes the connection.
+pub fn assert_websocket_echoes(
+    ws: &mut tungstenite::WebSocket<TcpStream>,
+    messages: &[tungstenite::Message],
+) {
+    use tungstenite::Message;
+    for m in messages {
+        ws.send(m.clone()).unwrap();
+        assert_eq!(&ws.read().unwrap(), m);
+    }
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Pong(b"are you there".to_vec().into())
+    );
+    ws.close(None).unwrap();
+    loop {
+        match ws.read() {
+            Ok(Message::Close(_)) => continue,
+            Ok(other) => panic!("after close: {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
