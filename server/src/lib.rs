@@ -24,11 +24,14 @@
 //! - [`sys`]: the two OS calls that need `unsafe` (the only module allowed it).
 //! - [`alarm`]: the deadlines of waiting connections and their shutdown
 //!   call, kept in one place instead of a timer per connection.
-//! - [`access`]: the access log (Mongrel2's tnetstring lines).
+//! - [`access`]: the access log (Mongrel2's tnetstring lines, or JSON).
+//! - [`admin`]: the admin listener (`/live`, `/ready`, `/metrics`).
+//! - [`metrics`]: per-route and per-handler statistics for `/metrics`.
 //! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
 //! - [`cli`]: the `kennel` command line.
 
 pub mod access;
+pub mod admin;
 pub mod alarm;
 pub mod cli;
 pub mod config;
@@ -36,6 +39,7 @@ pub mod connection;
 pub mod dir;
 pub mod http;
 pub mod link;
+pub mod metrics;
 pub mod pattern;
 pub mod process;
 pub mod proxy;

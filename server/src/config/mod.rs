@@ -34,7 +34,9 @@ use crate::routing::{HostTable, RouteTable};
 
 pub use mimetypes::MimeTypes;
 pub use schema::{apply_sql, kennel_additions_sql, SCHEMA_SQL};
-pub use settings::{Applied, FileMode, Settings, YEAR_MS, YEAR_SECS};
+pub use settings::{
+    AccessLogFormat, Applied, FileMode, LogFormat, Settings, IGNORED, YEAR_MS, YEAR_SECS,
+};
 
 /// Something wrong with a config database or with selecting a server.
 #[derive(Debug, thiserror::Error)]
