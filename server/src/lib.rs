@@ -15,6 +15,8 @@
 //! - [`dir`]: the Dir handler (static files: path resolution, the file
 //!   cache, the response plan, sendfile).
 //! - [`registry`]: connection ids → outboxes.
+//! - [`roster`]: every open connection's counters, by descriptor (what
+//!   the control port's `status what=net` shows).
 //! - [`link`]: handler links (Mongrel2's PUSH/SUB pair, by stable id):
 //!   requests to handlers, replies back into the registry.
 //! - [`proxy`]: the reverse proxy's HTTP client and a gateway's header
@@ -38,6 +40,7 @@ pub mod pattern;
 pub mod process;
 pub mod proxy;
 pub mod registry;
+pub mod roster;
 pub mod routing;
 pub mod server;
 pub mod sys;

@@ -33,6 +33,7 @@ use crate::http::Limits;
 use crate::link::{Link, LinkError, LinkTable};
 use crate::proxy::Proxy;
 use crate::registry::{OutboxLimits, Registry};
+use crate::roster::Roster;
 
 /// Pause after an accept error such as EMFILE, so a full fd table is not a
 /// busy loop (the backlog holds the clients meanwhile).
@@ -116,6 +117,8 @@ pub struct Server {
     connection_closed: tokio::sync::Notify,
     /// The task that fires the alarms.
     alarm_driver: tokio::task::JoinHandle<()>,
+    /// Every open connection's counters, for the control port.
+    roster: Roster,
 }
 
 impl Drop for Server {
@@ -159,6 +162,7 @@ impl Server {
             }),
             alarms,
             connection_closed: tokio::sync::Notify::new(),
+            roster: Roster::new(),
         }))
     }
 
@@ -212,6 +216,12 @@ impl Server {
     /// The HTTP client of the proxy routes (one keep-alive pool).
     pub fn proxy(&self) -> &Proxy {
         &self.proxy
+    }
+
+    /// Every open connection's counters (the control port's
+    /// `status what=net`).
+    pub fn roster(&self) -> &Roster {
+        &self.roster
     }
 
     /// Accepts on `listener` and serves each connection until `shutdown` is

@@ -40,6 +40,7 @@
 
 mod proxied;
 mod responses;
+mod tally;
 mod transport;
 mod upload;
 mod websocket;
@@ -338,6 +339,7 @@ pub fn serve(
         credits_announced: false,
         unread_input: false,
     };
+    conn.enter_roster();
     conn.touch();
     async move {
         let end = conn.run().await;
@@ -538,6 +540,7 @@ impl Connection {
             Duration::from_millis(settings.kennel_http_keepalive_timeout_ms)
         };
         self.idle_deadline = Instant::now() + idle;
+        self.note_active();
     }
 
     /// The deadline that ends the current wait.
@@ -613,6 +616,9 @@ impl Connection {
             // Readiness was stale: stay idle without a buffer.
             self.buf = BytesMut::new();
         }
+        if let Poll::Ready(Ok(n)) = read {
+            self.note_read(n);
+        }
         read.map(|r| r.map(Event::Read).map_err(Into::into))
     }
 
@@ -634,7 +640,10 @@ impl Connection {
                         }
                     }).await {
                         Ok(0) => return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
-                        Ok(_) => return Ok(()),
+                        Ok(n) => {
+                            self.note_read(n);
+                            return Ok(());
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                         Err(e) => return Err(ReadError::Io(e)),
                     }
@@ -694,6 +703,7 @@ impl Connection {
     /// when the connection must end now.
     async fn handle(&mut self, head: Head) -> Result<Option<End>, ConnError> {
         Counters::bump(&self.server.counters().requests);
+        self.note_kind(crate::roster::Kind::Http);
         if let Phase::Http { started } = &mut self.phase {
             *started = None;
         }
@@ -923,6 +933,7 @@ impl Connection {
             Some(o) => Arc::clone(o),
             None => {
                 let o = self.server.registry().register();
+                self.note_id(o.id());
                 self.outbox = Some(Arc::clone(&o));
                 o
             }
@@ -989,6 +1000,7 @@ impl Connection {
                 Outgoing::Data(bytes) => self.write_handler_bytes(bytes).await?,
                 Outgoing::Close => return Ok(Some(End::HandlerClosed)),
                 Outgoing::Cancel => return Ok(Some(End::Abort { cancelled: true })),
+                Outgoing::Kill => return Ok(Some(End::Abort { cancelled: false })),
                 Outgoing::Overflow => {
                     Counters::bump(&self.server.counters().outbox_overflows);
                     debug!(peer = %self.peer, "dropping a client that does not read its replies");
@@ -1236,6 +1248,7 @@ impl Connection {
                 Ok(n) => {
                     progress.wrote(n);
                     self.wrote();
+                    self.note_written(n);
                     remaining -= n as u64;
                     if remaining > 0 {
                         tokio::task::yield_now().await;
@@ -1318,6 +1331,7 @@ impl Connection {
                     }
                     progress.wrote(n);
                     self.wrote();
+                    self.note_written(n);
                     for part in parts.iter_mut() {
                         let from = n.min(part.len());
                         *part = &part[from..];
@@ -1435,6 +1449,7 @@ impl Drop for Connection {
     /// Counted out however the connection ends (a panic included), so the
     /// open count the accept loop and the shutdown wait on stays true.
     fn drop(&mut self) {
+        self.leave_roster();
         self.server.alarms().cancel(&mut self.alarm);
         self.server.connection_closed();
     }

@@ -88,3 +88,13 @@ impl AsyncWrite for Transport {
         }
     }
 }
+
+/// The client socket's descriptor: what the server's
+/// [`crate::roster::Roster`] knows the connection by.
+impl std::os::fd::AsRawFd for Transport {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Transport::Plain(stream) => stream.as_raw_fd(),
+        }
+    }
+}
