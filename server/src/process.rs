@@ -86,6 +86,9 @@ pub enum ProcessError {
     /// Serving failed.
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
+    /// The configured control port cannot be bound.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
     /// The runtime could not start.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
@@ -100,7 +103,8 @@ impl ProcessError {
             | ProcessError::Chroot { .. }
             | ProcessError::PidFile { .. }
             | ProcessError::ErrorLog { .. }
-            | ProcessError::Server(_) => 64,
+            | ProcessError::Server(_)
+            | ProcessError::Control(_) => 64,
             ProcessError::Runtime(_) => 1,
         }
     }
@@ -325,7 +329,11 @@ fn run_runtime(snapshot: Snapshot, listener: TcpListener) -> Result<(), ProcessE
         tokio::spawn(watch_signals(shutdown.clone()));
         // On a worker, not on this thread: accepting where the connection
         // tasks run saves a cross-thread wake-up per new connection.
-        let server = tokio::spawn(crate::server::run(Arc::new(snapshot), listener, shutdown));
+        let server = tokio::spawn(serve_with_control_port(
+            Arc::new(snapshot),
+            listener,
+            shutdown,
+        ));
         let result = match server.await {
             Ok(result) => result,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -333,11 +341,29 @@ fn run_runtime(snapshot: Snapshot, listener: TcpListener) -> Result<(), ProcessE
         if let Err(e) = &result {
             error!(error = %e, "server stopped");
         }
-        result.map_err(ProcessError::from)
+        result
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     info!("stopped");
     Ok(())
+}
+
+/// Makes the server, starts its control port beside it (here: inside the
+/// chroot, after any fork, on the runtime), serves until `shutdown`, and
+/// stops the control port once the server has drained (so `status` still
+/// answers while it drains).
+async fn serve_with_control_port(
+    snapshot: Arc<Snapshot>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ProcessError> {
+    let server = crate::server::Server::start(snapshot)?;
+    let control = crate::control::ControlPort::start(Arc::clone(&server), shutdown.clone())?;
+    let result = server.serve(listener, shutdown).await;
+    if let Some(control) = control {
+        let _ = tokio::task::spawn_blocking(move || control.stop()).await;
+    }
+    Ok(result?)
 }
 
 /// SIGINT/SIGTERM: stop accepting and drain; a second one exits at once.
