@@ -1,7 +1,9 @@
 -- The example site: one server, one host, static pages and handler routes.
 -- Load it with:  kennel load --db example.sqlite examples/site/config.sql
 -- (`kennel load` creates the schema first when the database is new.)
--- Paths are relative to the directory Kennel runs in: the repository root.
+-- Paths are relative to the directory Kennel runs in: the repository root
+-- (the control port's too: `kennel control --db examples/site/config.sqlite
+-- status what=net` from there; docs/control-port.md).
 
 BEGIN;
 DELETE FROM route; DELETE FROM host; DELETE FROM server;
@@ -12,7 +14,8 @@ INSERT INTO server (id, uuid, name, access_log, error_log, chroot, pid_file,
                     default_host, bind_addr, port, use_ssl, control_port)
 VALUES (1, 'b5a7c1e4-3f0d-4c38-9a1e-6f2d8c7b9e01', 'example',
         'examples/site/logs/access.log', 'examples/site/logs/error.log', '',
-        'examples/site/run/kennel.pid', 'localhost', '127.0.0.1', 6767, 0, '');
+        'examples/site/run/kennel.pid', 'localhost', '127.0.0.1', 6767, 0,
+        'ipc://examples/site/run/control');
 
 INSERT INTO host (id, server_id, name, matching) VALUES (1, 1, 'localhost', 'localhost');
 

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, deploy_log, ConfigError, ServerSelector, Snapshot, Target};
+use crate::control;
 use crate::process;
 
 /// Exit code for a config database that is missing, unreadable or invalid
@@ -42,6 +43,8 @@ Examples:
   kennel routes --db config.sqlite              list every host's routes and their targets
   kennel route --db config.sqlite --host example.com /users/42
                                                 which route and target would answer
+  kennel control --db config.sqlite status what=net
+                                                ask a running server's control port (no command: a prompt)
   kennel uuid                                   print a fresh UUID for a server or handler
   kennel commit --db config.sqlite --what \"new route\" --why \"launch\"
                                                 add an entry to the deployment log, as m2sh commit does
@@ -191,10 +194,58 @@ pub enum Command {
         #[arg(long, default_value = "kennel")]
         how: String,
     },
+    /// Talk to a running server's control port, as `m2sh control` does:
+    /// one command, or (without one) a prompt reading commands from stdin.
+    #[command(after_help = CONTROL_HELP)]
+    Control(ControlArgs),
     /// Print Kennel's version.
     Version,
     /// Print a new random UUID.
     Uuid,
+}
+
+const CONTROL_HELP: &str = "\
+A command is a name and key=value words; a value of digits (with an optional -) is sent as an
+integer. The commands: help, uuid, time, info, status what=net, status what=tasks, kill id=N,
+stop, terminate, reload, control_stop (docs/control-port.md). Replies print as m2sh prints
+them; with --raw, as the tnetstring bytes received.
+
+The control port is the server's control_port column, else the control_port setting, else
+ipc://run/control; a relative ipc:// path is inside the server's chroot (without a chroot,
+relative to this directory: run it where the server runs).
+
+Examples:
+  kennel control --db config.sqlite status what=net
+  kennel control --db config.sqlite --server main kill id=42
+  kennel control --endpoint tcp://127.0.0.1:9999 uuid
+  echo 'status what=tasks' | kennel control --db config.sqlite";
+
+/// `kennel control`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["db", "endpoint"])))]
+pub struct ControlArgs {
+    /// The config database: the control port is the server's.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// The server, by uuid or name (needed when the database has several).
+    #[arg(long, value_name = "UUID|NAME", requires = "db")]
+    pub server: Option<String>,
+    /// The control port's ZeroMQ spec, instead of a database's.
+    #[arg(long, value_name = "SPEC", conflicts_with = "db")]
+    pub endpoint: Option<String>,
+    /// How long to wait for each reply, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub timeout_ms: u64,
+    /// Print each reply's bytes as received (then a newline), not as m2sh does.
+    #[arg(long)]
+    pub raw: bool,
+    /// The command and its key=value arguments; none for a prompt.
+    #[arg(
+        value_name = "COMMAND [KEY=VALUE]...",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
 }
 
 /// Why a command failed.
@@ -232,6 +283,18 @@ pub enum CliError {
     /// A deployment log entry could not be added.
     #[error(transparent)]
     DeployLog(#[from] deploy_log::DeployLogError),
+    /// The control port could not be reached or did not answer.
+    #[error(transparent)]
+    Control(#[from] control::client::ClientError),
+    /// A control command is not `command key=value ...`.
+    #[error(transparent)]
+    Line(#[from] control::client::LineError),
+    /// The control port answered with an error (printed as m2sh prints it).
+    #[error("the control port refused the command{}", .0.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Refused(Option<String>),
+    /// The control port's reply is not one m2sh could print.
+    #[error("the control port's reply is unreadable: {0}")]
+    BadReply(String),
 }
 
 impl CliError {
@@ -247,6 +310,8 @@ impl CliError {
             CliError::Conf(_) => EXIT_CONFIG,
             CliError::DeployLog(e) if e.is_database() => EXIT_CONFIG,
             CliError::DeployLog(_) => EXIT_FAILURE,
+            CliError::Line(_) => 2,
+            CliError::Control(_) | CliError::Refused(_) | CliError::BadReply(_) => EXIT_FAILURE,
         }
     }
 }
@@ -473,10 +538,106 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
             )?;
             deploy_log::commit(db, &entry)?;
         }
+        Command::Control(args) => control_command(args, out)?,
         Command::Version => writeln!(out, "kennel {}", env!("CARGO_PKG_VERSION"))?,
         Command::Uuid => writeln!(out, "{}", uuid::Uuid::new_v4())?,
     }
     Ok(())
+}
+
+/// `kennel control`: one command, or a prompt reading them from stdin
+/// (shown only when stdin is a terminal; a bad line or a reply that does
+/// not come is reported on stderr and the prompt goes on, as m2sh's).
+fn control_command(args: &ControlArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let (endpoint, label) = match (&args.endpoint, &args.db) {
+        (Some(endpoint), _) => (endpoint.clone(), endpoint.clone()),
+        (None, Some(db)) => {
+            let db = DbArgs {
+                db: db.clone(),
+                server: args.server.clone(),
+            };
+            let snapshot = db.load()?;
+            (
+                control::client::endpoint_of(&snapshot),
+                display_name(&snapshot).to_owned(),
+            )
+        }
+        (None, None) => unreachable!("clap requires --db or --endpoint"),
+    };
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    let mut session = control::client::Session::connect(&endpoint, timeout)?;
+    if !args.command.is_empty() {
+        let request = control::client::request_of_words(&args.command)?;
+        let reply = session.ask(&request)?;
+        return show_reply(&reply, args.raw, out);
+    }
+    use std::io::{BufRead, IsTerminal};
+    let stdin = io::stdin();
+    let prompt = stdin.is_terminal().then(|| format!("kennel [{label}]> "));
+    let mut lines = stdin.lock().lines();
+    loop {
+        if let Some(prompt) = &prompt {
+            write!(out, "{prompt}")?;
+        }
+        out.flush()?;
+        let Some(line) = lines.next() else {
+            break;
+        };
+        let line = line?;
+        let asked = control::client::request_of_line(&line)
+            .map_err(CliError::from)
+            .and_then(|request| match request {
+                Some(request) => Ok(Some(session.ask(&request)?)),
+                None => Ok(None),
+            });
+        match asked.and_then(|reply| match reply {
+            Some(reply) => show_reply(&reply, args.raw, out),
+            None => Ok(()),
+        }) {
+            Ok(()) | Err(CliError::Refused(_)) => {}
+            Err(CliError::Output(e)) => return Err(CliError::Output(e)),
+            Err(e) => {
+                out.flush()?;
+                eprintln!("kennel: {e}");
+            }
+        }
+    }
+    if prompt.is_some() {
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Prints a control port reply (as m2sh does, or raw) and says whether it
+/// was an error.
+fn show_reply(reply: &[u8], raw: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    if raw {
+        out.write_all(reply)?;
+        writeln!(out)?;
+        let refused = tnetstring_error_code(reply);
+        return match refused {
+            Some(code) => Err(CliError::Refused(code)),
+            None => Ok(()),
+        };
+    }
+    match control::client::display(reply, out)? {
+        control::client::Shown::Table => Ok(()),
+        control::client::Shown::Error(code) => Err(CliError::Refused(code)),
+        control::client::Shown::Invalid(why) => Err(CliError::BadReply(why)),
+    }
+}
+
+/// `Some(code)` when `reply` is an error dict (`None` inside when it has
+/// no code).
+fn tnetstring_error_code(reply: &[u8]) -> Option<Option<String>> {
+    let (value, _) = kennel_handler::tnetstring::parse_prefix(reply).ok()?;
+    value.get("error")?;
+    Some(
+        value
+            .get("code")
+            .and_then(kennel_handler::tnetstring::Value::as_str)
+            .map(str::to_owned),
+    )
 }
 
 fn display_name(snapshot: &Snapshot) -> &str {

@@ -15,6 +15,10 @@
 //! - [`dir`]: the Dir handler (static files: path resolution, the file
 //!   cache, the response plan, sendfile).
 //! - [`registry`]: connection ids → outboxes.
+//! - [`roster`]: every open connection's counters, by descriptor (what
+//!   the control port's `status what=net` shows).
+//! - [`control`]: the control port (Mongrel2's ZeroMQ REP socket of
+//!   commands) and its client, `kennel control`.
 //! - [`link`]: handler links (Mongrel2's PUSH/SUB pair, by stable id):
 //!   requests to handlers, replies back into the registry.
 //! - [`proxy`]: the reverse proxy's HTTP client and a gateway's header
@@ -36,6 +40,7 @@ pub mod alarm;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod dir;
 pub mod http;
 pub mod link;
@@ -44,6 +49,7 @@ pub mod pattern;
 pub mod process;
 pub mod proxy;
 pub mod registry;
+pub mod roster;
 pub mod routing;
 pub mod server;
 pub mod sys;

@@ -86,6 +86,9 @@ pub enum ProcessError {
     /// Serving failed.
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
+    /// The configured control port cannot be bound.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
     /// The runtime could not start.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
@@ -100,7 +103,8 @@ impl ProcessError {
             | ProcessError::Chroot { .. }
             | ProcessError::PidFile { .. }
             | ProcessError::ErrorLog { .. }
-            | ProcessError::Server(_) => 64,
+            | ProcessError::Server(_)
+            | ProcessError::Control(_) => 64,
             ProcessError::Runtime(_) => 1,
         }
     }
@@ -431,7 +435,15 @@ fn run_runtime(
         ));
         // On a worker, not on this thread: accepting where the connection
         // tasks run saves a cross-thread wake-up per new connection.
-        let serving = tokio::spawn(async move { server.serve(listener, shutdown).await });
+        let serving = tokio::spawn(async move {
+            let control =
+                crate::control::ControlPort::start(Arc::clone(&server), shutdown.clone())?;
+            let result = server.serve(listener, shutdown).await;
+            if let Some(control) = control {
+                let _ = tokio::task::spawn_blocking(move || control.stop()).await;
+            }
+            Ok::<_, ProcessError>(result?)
+        });
         let result = match serving.await {
             Ok(result) => result,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -439,7 +451,7 @@ fn run_runtime(
         if let Err(e) = &result {
             error!(error = %e, "server stopped");
         }
-        result.map_err(ProcessError::from)
+        result
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     info!("stopped");

@@ -60,6 +60,10 @@ pub enum Outgoing {
     SendFile(Bytes),
     /// The outbox overflowed (slow client): drop the connection now.
     Overflow,
+    /// The control port's `kill`: drop the connection now; the handlers it
+    /// used get the disconnect notice (Mongrel2 sends none, see
+    /// `docs/control-port.md`).
+    Kill,
 }
 
 /// The outbox bounds, from settings.
@@ -173,6 +177,7 @@ pub struct Outbox {
 const NOT_ABORTED: u8 = 0;
 const ABORT_CANCEL: u8 = 1;
 const ABORT_OVERFLOW: u8 = 2;
+const ABORT_KILL: u8 = 3;
 
 /// What [`Outbox::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,9 +229,14 @@ impl Outbox {
                     Pushed::Queued
                 }
             }
-            Outgoing::Close | Outgoing::Cancel | Outgoing::Overflow => {
+            Outgoing::Close | Outgoing::Cancel | Outgoing::Overflow | Outgoing::Kill => {
                 if item == Outgoing::Cancel {
                     self.aborted.store(ABORT_CANCEL, Ordering::Release);
+                    q.items.clear();
+                    q.bytes = 0;
+                }
+                if item == Outgoing::Kill {
+                    self.aborted.store(ABORT_KILL, Ordering::Release);
                     q.items.clear();
                     q.bytes = 0;
                 }
@@ -339,11 +349,12 @@ impl Outbox {
     }
 
     /// Whether the connection must be dropped now, and why:
-    /// [`Outgoing::Cancel`] or [`Outgoing::Overflow`].
+    /// [`Outgoing::Cancel`], [`Outgoing::Overflow`] or [`Outgoing::Kill`].
     pub fn aborted(&self) -> Option<Outgoing> {
         match self.aborted.load(Ordering::Acquire) {
             ABORT_CANCEL => Some(Outgoing::Cancel),
             ABORT_OVERFLOW => Some(Outgoing::Overflow),
+            ABORT_KILL => Some(Outgoing::Kill),
             _ => None,
         }
     }
@@ -489,6 +500,17 @@ mod tests {
         assert_eq!(reg.deliver(a.id(), data(1)), Some(Pushed::Finished));
         let out = drain(&a);
         assert_eq!(out, vec![data(3), Outgoing::Close]);
+    }
+
+    #[test]
+    fn kill_discards_what_is_queued_and_aborts() {
+        let reg = Registry::new(OutboxLimits::default());
+        let a = reg.register();
+        reg.deliver(a.id(), data(3));
+        assert_eq!(reg.deliver(a.id(), Outgoing::Kill), Some(Pushed::Queued));
+        assert_eq!(a.aborted(), Some(Outgoing::Kill));
+        assert_eq!(reg.deliver(a.id(), data(1)), Some(Pushed::Finished));
+        assert_eq!(drain(&a), vec![Outgoing::Kill]);
     }
 
     #[test]

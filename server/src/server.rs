@@ -38,6 +38,7 @@ use crate::link::{Link, LinkError, LinkTable, Mongrel2Link};
 use crate::metrics::{HandlerStats, Metrics, RouteStats};
 use crate::proxy::Proxy;
 use crate::registry::{OutboxLimits, Registry};
+use crate::roster::Roster;
 
 /// How often a drain says what it still waits for: every 2 s.
 const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(2);
@@ -204,6 +205,8 @@ pub struct Server {
     connection_closed: tokio::sync::Notify,
     /// The task that fires the alarms.
     alarm_driver: tokio::task::JoinHandle<()>,
+    /// Every open connection's counters, for the control port.
+    roster: Roster,
 }
 
 impl Drop for Server {
@@ -251,6 +254,7 @@ impl Server {
             draining: std::sync::atomic::AtomicBool::new(false),
             warned: Mutex::new(std::collections::HashMap::new()),
             connection_closed: tokio::sync::Notify::new(),
+            roster: Roster::new(),
         }))
     }
 
@@ -390,6 +394,12 @@ impl Server {
     /// The HTTP client of the proxy routes (one keep-alive pool).
     pub fn proxy(&self) -> &Proxy {
         &self.proxy
+    }
+
+    /// Every open connection's counters (the control port's
+    /// `status what=net`).
+    pub fn roster(&self) -> &Roster {
+        &self.roster
     }
 
     /// Accepts on `listener` and serves each connection until `shutdown` is

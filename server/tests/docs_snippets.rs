@@ -594,7 +594,7 @@ fn operating_serve() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let started = manual::read_until(&mut stdout, "listening");
+    let started = manual::read_until(&mut stdout, "listening addr=");
     let listening = without_timestamp(started.last().unwrap());
     let port = listening
         .split("addr=127.0.0.1:")

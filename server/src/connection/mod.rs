@@ -41,6 +41,7 @@
 
 mod proxied;
 mod responses;
+mod tally;
 mod transport;
 mod upload;
 mod websocket;
@@ -341,6 +342,7 @@ pub fn serve(
         request_started: Instant::now(),
         route: None,
     };
+    conn.enter_roster();
     conn.touch();
     async move {
         // A failed handshake ends here; dropping the connection counts it
@@ -427,7 +429,8 @@ impl Connection {
             return true;
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let Transport::Plain(stream) = std::mem::replace(&mut self.transport, Transport::Gone)
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.transport);
+        let Transport::Plain(stream) = std::mem::replace(&mut self.transport, Transport::Gone(fd))
         else {
             return false;
         };
@@ -613,6 +616,7 @@ impl Connection {
             Duration::from_millis(settings.kennel_http_keepalive_timeout_ms)
         };
         self.idle_deadline = Instant::now() + idle;
+        self.note_active();
     }
 
     /// The deadline that ends the current wait.
@@ -688,6 +692,9 @@ impl Connection {
             // Readiness was stale: stay idle without a buffer.
             self.buf = BytesMut::new();
         }
+        if let Poll::Ready(Ok(n)) = read {
+            self.note_read(n);
+        }
         read.map(|r| r.map(Event::Read).map_err(Into::into))
     }
 
@@ -709,7 +716,10 @@ impl Connection {
                         }
                     }).await {
                         Ok(0) => return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into())),
-                        Ok(_) => return Ok(()),
+                        Ok(n) => {
+                            self.note_read(n);
+                            return Ok(());
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                         Err(e) => return Err(ReadError::Io(e)),
                     }
@@ -769,6 +779,7 @@ impl Connection {
     /// when the connection must end now.
     async fn handle(&mut self, head: Head) -> Result<Option<End>, ConnError> {
         Counters::bump(&self.server.counters().requests);
+        self.note_kind(crate::roster::Kind::Http);
         if let Phase::Http { started } = &mut self.phase {
             *started = None;
         }
@@ -1010,6 +1021,7 @@ impl Connection {
             Some(o) => Arc::clone(o),
             None => {
                 let o = self.server.registry().register();
+                self.note_id(o.id());
                 self.outbox = Some(Arc::clone(&o));
                 o
             }
@@ -1076,6 +1088,7 @@ impl Connection {
                 Outgoing::Data(bytes) => self.write_handler_bytes(bytes).await?,
                 Outgoing::Close => return Ok(Some(End::HandlerClosed)),
                 Outgoing::Cancel => return Ok(Some(End::Abort { cancelled: true })),
+                Outgoing::Kill => return Ok(Some(End::Abort { cancelled: false })),
                 Outgoing::Overflow => {
                     Counters::bump(&self.server.counters().outbox_overflows);
                     debug!(peer = %self.peer, "dropping a client that does not read its replies");
@@ -1356,6 +1369,7 @@ impl Connection {
                     transport::count(&transport::BYTES_WRITTEN, n);
                     progress.wrote(n);
                     self.wrote();
+                    self.note_written(n);
                     remaining -= n as u64;
                     if remaining > 0 {
                         tokio::task::yield_now().await;
@@ -1485,6 +1499,7 @@ impl Connection {
                     }
                     progress.wrote(n);
                     self.wrote();
+                    self.note_written(n);
                     for part in parts.iter_mut() {
                         let from = n.min(part.len());
                         *part = &part[from..];
@@ -1693,6 +1708,7 @@ impl Drop for Connection {
     /// Counted out however the connection ends (a panic included), so the
     /// open count the accept loop and the shutdown wait on stays true.
     fn drop(&mut self) {
+        self.leave_roster();
         self.server.alarms().cancel(&mut self.alarm);
         self.server.connection_closed();
     }

@@ -284,6 +284,7 @@ impl Connection {
                         Ok(0) => Err(PumpError::Io(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()))),
                         Ok(n) => {
                             progress.read(n);
+                            self.note_read(n);
                             Ok(())
                         }
                         Err(e) => Err(PumpError::Io(e.into())),
@@ -473,7 +474,8 @@ impl Connection {
                             client_open = false;
                             let _ = backend.shutdown().await;
                         }
-                        Ok(_) => {
+                        Ok(n) => {
+                            self.note_read(n);
                             let bytes = self.buf.split().freeze();
                             // hyper's upgraded stream buffers: flush each
                             // piece, or it waits for the next.

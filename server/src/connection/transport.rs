@@ -27,8 +27,9 @@ pub enum Transport {
     /// TLS, after the handshake (boxed: rustls's state is large, and a
     /// plain connection should not carry room for it).
     Tls(Box<Tls>),
-    /// Nothing: the stream was taken for a handshake that failed.
-    Gone,
+    /// Nothing: the stream was taken for a handshake (that failed). Keeps
+    /// the descriptor number the connection is known by.
+    Gone(std::os::fd::RawFd),
 }
 
 /// A TLS stream and what its handshake said.
@@ -62,7 +63,7 @@ impl Transport {
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
             Transport::Plain(stream) => Some(stream),
-            Transport::Tls(_) | Transport::Gone => None,
+            Transport::Tls(_) | Transport::Gone(_) => None,
         }
     }
 
@@ -71,7 +72,7 @@ impl Transport {
         match self {
             Transport::Plain(stream) => Some(stream),
             Transport::Tls(tls) => Some(tls.stream.get_ref().0),
-            Transport::Gone => None,
+            Transport::Gone(_) => None,
         }
     }
 
@@ -79,7 +80,7 @@ impl Transport {
     pub fn peer_cert_sha1(&self) -> Option<[u8; 40]> {
         match self {
             Transport::Tls(tls) => tls.peer_cert_sha1,
-            Transport::Plain(_) | Transport::Gone => None,
+            Transport::Plain(_) | Transport::Gone(_) => None,
         }
     }
 
@@ -89,7 +90,7 @@ impl Transport {
     pub fn wants_flush(&self) -> bool {
         match self {
             Transport::Tls(tls) => tls.stream.get_ref().1.wants_write(),
-            Transport::Plain(_) | Transport::Gone => false,
+            Transport::Plain(_) | Transport::Gone(_) => false,
         }
     }
 
@@ -110,7 +111,7 @@ impl Transport {
                     _ => Poll::Ready(Ok(())),
                 }
             }
-            Transport::Gone => Poll::Ready(Err(gone())),
+            Transport::Gone(_) => Poll::Ready(Err(gone())),
         }
     }
 }
@@ -125,7 +126,7 @@ impl AsyncRead for Transport {
         let read = match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_read(cx, buf),
-            Transport::Gone => Poll::Ready(Err(gone())),
+            Transport::Gone(_) => Poll::Ready(Err(gone())),
         };
         count(&BYTES_READ, buf.filled().len() - before);
         read
@@ -141,7 +142,7 @@ impl AsyncWrite for Transport {
         let wrote = match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
             Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_write(cx, buf),
-            Transport::Gone => Poll::Ready(Err(gone())),
+            Transport::Gone(_) => Poll::Ready(Err(gone())),
         };
         if let Poll::Ready(Ok(n)) = wrote {
             count(&BYTES_WRITTEN, n);
@@ -157,7 +158,7 @@ impl AsyncWrite for Transport {
         let wrote = match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
             Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_write_vectored(cx, bufs),
-            Transport::Gone => Poll::Ready(Err(gone())),
+            Transport::Gone(_) => Poll::Ready(Err(gone())),
         };
         if let Poll::Ready(Ok(n)) = wrote {
             count(&BYTES_WRITTEN, n);
@@ -169,7 +170,7 @@ impl AsyncWrite for Transport {
         match self {
             Transport::Plain(stream) => stream.is_write_vectored(),
             Transport::Tls(tls) => tls.stream.is_write_vectored(),
-            Transport::Gone => false,
+            Transport::Gone(_) => false,
         }
     }
 
@@ -177,7 +178,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_flush(cx),
             Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_flush(cx),
-            Transport::Gone => Poll::Ready(Ok(())),
+            Transport::Gone(_) => Poll::Ready(Ok(())),
         }
     }
 
@@ -185,7 +186,19 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_shutdown(cx),
-            Transport::Gone => Poll::Ready(Ok(())),
+            Transport::Gone(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The client socket's descriptor: what the server's
+/// [`crate::roster::Roster`] knows the connection by.
+impl std::os::fd::AsRawFd for Transport {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Transport::Plain(stream) => stream.as_raw_fd(),
+            Transport::Tls(tls) => tls.stream.get_ref().0.as_raw_fd(),
+            Transport::Gone(fd) => *fd,
         }
     }
 }

@@ -371,6 +371,7 @@ impl Connection {
                     Ok(0) => return Err(Stop::Io(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()))),
                     Ok(n) => {
                         progress.read(n);
+                        self.note_read(n);
                         Woke::Read
                     }
                     Err(e) => return Err(Stop::Io(e.into())),
@@ -423,7 +424,7 @@ impl Connection {
                     tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.transport), cx, &mut self.buf)
                 }), if room => match r {
                     Ok(0) => return Err(Stop::Io(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()))),
-                    Ok(_) => {}
+                    Ok(n) => self.note_read(n),
                     Err(e) => return Err(Stop::Io(e.into())),
                 },
                 _ = sleep_until(deadline) => {

@@ -112,6 +112,7 @@ impl Connection {
         else {
             unreachable!("the header block holds the FLAGS placeholder");
         };
+        self.note_kind(crate::roster::Kind::Socket);
         self.phase = Phase::Upgrading(Box::new(WebSocket {
             headers: headers.into_boxed_slice(),
             flags_at,

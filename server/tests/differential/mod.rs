@@ -13,6 +13,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of it
 
+pub mod control;
 pub mod databases;
 pub mod python;
 pub mod upload;
@@ -203,7 +204,7 @@ fn specs(root: &Path, route: Route) -> (String, String) {
 }
 
 /// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().unwrap().port()
 }
