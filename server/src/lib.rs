@@ -26,6 +26,7 @@
 //!   call, kept in one place instead of a timer per connection.
 //! - [`access`]: the access log (Mongrel2's tnetstring lines).
 //! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
+//! - [`notify`]: systemd's readiness protocol (`NOTIFY_SOCKET`), both ends.
 //! - [`cli`]: the `kennel` command line.
 
 pub mod access;
@@ -36,6 +37,7 @@ pub mod connection;
 pub mod dir;
 pub mod http;
 pub mod link;
+pub mod notify;
 pub mod pattern;
 pub mod process;
 pub mod proxy;
