@@ -27,6 +27,8 @@
 //! - [`access`]: the access log (Mongrel2's tnetstring lines).
 //! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
 //! - [`notify`]: systemd's readiness protocol (`NOTIFY_SOCKET`), both ends.
+//! - [`lifecycle`]: `kennel start`, `stop`, `reload` and `running`: a
+//!   server's process seen from outside (pid file, signals, readiness).
 //! - [`cli`]: the `kennel` command line.
 
 pub mod access;
@@ -36,6 +38,7 @@ pub mod config;
 pub mod connection;
 pub mod dir;
 pub mod http;
+pub mod lifecycle;
 pub mod link;
 pub mod notify;
 pub mod pattern;

@@ -8,7 +8,8 @@
 //! manager ([`crate::notify`]: `READY=1` once serving, `RELOADING=1` and
 //! `READY=1` around a reload, `STOPPING=1` when the drain begins). The
 //! serving itself is [`crate::server::run`]; config loading is
-//! [`crate::config`].
+//! [`crate::config`]; starting and signalling a server from outside is
+//! [`crate::lifecycle`].
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -139,8 +140,11 @@ fn serve_with(
         eprintln!("kennel: warning: {warning}");
     }
     let server_id = snapshot.server.id;
-    // Before binding, so a second copy of a running server says why.
-    check_pid_file(&snapshot)?;
+    // Before binding, so a second copy of a running server says why (the
+    // path as seen from here, outside the chroot).
+    if let Some(path) = pid_file_path(&snapshot.server) {
+        check_pid_file(&snapshot, &path)?;
+    }
     let listener = listen(&snapshot)?;
     let daemonize = match mode {
         Mode::Foreground => false,
@@ -163,7 +167,7 @@ fn serve_with(
     };
     // Before the chroot moves the file system under us.
     let source = reload_source(db, &snapshot);
-    enter_chroot(&snapshot)?;
+    let dropped_to = enter_chroot(&snapshot)?;
     if let Some(dev_null) = &dev_null {
         // Before any thread exists: the runtime and ZeroMQ start later.
         let daemonized = nix::unistd::daemon(true, true).and_then(|()| {
@@ -180,6 +184,9 @@ fn serve_with(
         notifier.main_pid("starting");
     }
     let error_log = init_logging(&snapshot, daemonize)?;
+    if let Some((uid, gid)) = dropped_to {
+        info!(uid, gid, chroot = %snapshot.server.chroot, "chrooted; now running as the owner of the chroot directory");
+    }
     raise_open_file_limit();
     // From here on a daemon has no terminal: errors go to the error log too.
     let pid_file = write_pid_file(&snapshot).inspect_err(|e| error!(error = %e, "cannot start"))?;
@@ -226,45 +233,70 @@ pub fn listen(snapshot: &Snapshot) -> Result<TcpListener, ProcessError> {
     Ok(listener)
 }
 
-/// Mongrel2's chroot: as root, chroot into the directory and become the
-/// user and group that own it; otherwise ("test mode") just run inside it.
-fn enter_chroot(snapshot: &Snapshot) -> Result<(), ProcessError> {
+/// Mongrel2's chroot and privilege drop (`mongrel2/src/unixy.c`): as root,
+/// chroot into the directory and become the user and group that own it;
+/// otherwise ("test mode") just run inside it. Without a chroot, as in
+/// Mongrel2, the real user and group become the effective ones too (which
+/// matters only for a set-uid binary).
+///
+/// Unlike Mongrel2, the supplementary groups are set to the directory's
+/// group alone: Mongrel2 keeps root's (so group 0 stays with the server).
+/// Returns the user and group the server now runs as, when it changed them.
+fn enter_chroot(snapshot: &Snapshot) -> Result<Option<(u32, u32)>, ProcessError> {
+    use nix::unistd::{getgid, getuid, setgid, setgroups, setuid, Gid, Uid};
     let dir = &snapshot.server.chroot;
-    if dir.is_empty() {
-        return Ok(());
-    }
     let fail = |reason: String| ProcessError::Chroot {
         server: snapshot.server.id,
         reason,
     };
+    let root = nix::unistd::geteuid().is_root();
+    if dir.is_empty() || !root {
+        setgid(getgid()).map_err(|e| fail(format!("setgid {}: {e}", getgid())))?;
+        setuid(getuid()).map_err(|e| fail(format!("setuid {}: {e}", getuid())))?;
+    }
+    if dir.is_empty() {
+        return Ok(None);
+    }
     let meta = std::fs::metadata(dir).map_err(|e| fail(format!("{dir:?}: {e}")))?;
-    if nix::unistd::geteuid().is_root() {
+    if root {
+        let (uid, gid) = (meta.uid(), meta.gid());
         std::os::unix::fs::chroot(dir).map_err(|e| fail(format!("chroot {dir:?}: {e}")))?;
         std::env::set_current_dir("/").map_err(|e| fail(format!("chdir /: {e}")))?;
-        nix::unistd::setgid(nix::unistd::Gid::from_raw(meta.gid()))
-            .map_err(|e| fail(format!("setgid {}: {e}", meta.gid())))?;
-        nix::unistd::setuid(nix::unistd::Uid::from_raw(meta.uid()))
-            .map_err(|e| fail(format!("setuid {}: {e}", meta.uid())))?;
+        // Groups first: only root may change them.
+        setgroups(&[Gid::from_raw(gid)]).map_err(|e| fail(format!("setgroups [{gid}]: {e}")))?;
+        setgid(Gid::from_raw(gid)).map_err(|e| fail(format!("setgid {gid}: {e}")))?;
+        setuid(Uid::from_raw(uid)).map_err(|e| fail(format!("setuid {uid}: {e}")))?;
+        Ok(Some((uid, gid)))
     } else {
         std::env::set_current_dir(dir).map_err(|e| fail(format!("chdir {dir:?}: {e}")))?;
         eprintln!("kennel: not root, so not chrooting: running inside {dir:?} instead");
+        Ok(None)
     }
-    Ok(())
 }
 
-/// Refuses to start if the pid file names a live process (another copy of
-/// this server); a stale one is left for [`write_pid_file`] to replace.
-fn check_pid_file(snapshot: &Snapshot) -> Result<(), ProcessError> {
-    if snapshot.server.pid_file.is_empty() {
-        return Ok(());
+/// Where `server`'s pid file is, seen from outside its chroot (before the
+/// server enters it, and from `kennel stop` and friends): m2sh's
+/// `<chroot><pid_file>`, relative to the current directory. `None` when
+/// the server has no pid file.
+pub fn pid_file_path(server: &config::Server) -> Option<PathBuf> {
+    if server.pid_file.is_empty() {
+        None
+    } else if server.chroot.is_empty() {
+        Some(PathBuf::from(&server.pid_file))
+    } else {
+        Some(Path::new(&server.chroot).join(server.pid_file.trim_start_matches('/')))
     }
-    let path = snapshot.server_path(&snapshot.server.pid_file);
-    if let Some(pid) = std::fs::read_to_string(&path)
+}
+
+/// Refuses to start if the pid file at `path` names a live process
+/// (another copy of this server, perhaps running as another user); a stale
+/// one is left for [`write_pid_file`] to replace.
+fn check_pid_file(snapshot: &Snapshot, path: &Path) -> Result<(), ProcessError> {
+    if let Some(pid) = std::fs::read_to_string(path)
         .ok()
         .and_then(|text| text.trim().parse::<i32>().ok())
     {
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if alive && pid != std::process::id() as i32 {
+        if crate::lifecycle::is_alive(pid) && pid != std::process::id() as i32 {
             return Err(ProcessError::PidFile {
                 server: snapshot.server.id,
                 reason: format!(
@@ -283,8 +315,8 @@ fn write_pid_file(snapshot: &Snapshot) -> Result<Option<PathBuf>, ProcessError> 
     if snapshot.server.pid_file.is_empty() {
         return Ok(None);
     }
-    check_pid_file(snapshot)?;
     let path = snapshot.server_path(&snapshot.server.pid_file);
+    check_pid_file(snapshot, &path)?;
     let fail = |reason: String| ProcessError::PidFile {
         server: snapshot.server.id,
         reason,

@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 pub const TESTED: &[(&str, &str)] = &[
     ("cli/check-error", "cli_check_error"),
     ("cli/examples", "cli_examples"),
+    (
+        "cli/lifecycle",
+        "lifecycle_cli.rs: cli_lifecycle_transcript",
+    ),
     ("configuration/sqlite3", "configuration_sqlite3"),
     (
         "configuration/first-site",
