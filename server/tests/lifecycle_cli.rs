@@ -1,7 +1,7 @@
 //! `kennel start`, `stop`, `reload` and `running` on real daemons, the way
 //! m2sh's commands of those names drive Mongrel2; the systemd readiness
 //! messages a server sends to `NOTIFY_SOCKET`; chroot and the privilege
-//! drop as root.
+//! drop as root; and the example unit file.
 //!
 //! Every daemon a test starts is killed by pid if the test fails. Waits
 //! are bounded and watch for what they wait for; none sleeps blindly.
@@ -708,6 +708,46 @@ fn as_root_it_chroots_and_runs_as_the_owner_of_the_chroot() {
         format!("kennel at PID {pid} stopped.\n")
     );
     assert!(!pid_file.exists(), "nobody removed its pid file");
+}
+
+#[test]
+fn the_example_unit_file_fits_kennel() {
+    let unit = std::fs::read_to_string(manual::repo().join("docs/kennel.service")).unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in docs/kennel.service"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(value("Type"), "notify");
+    assert_eq!(value("ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(value("RestartPreventExitStatus"), "64");
+    assert!(value("LimitNOFILE").parse::<u64>().unwrap() >= 65536);
+    // Longer than the drain (kennel.shutdown_grace_ms, 10 s by default).
+    let stop: u64 = value("TimeoutStopSec")
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(stop * 1000 > kennel::config::Settings::default().kennel_shutdown_grace_ms);
+    // In the foreground, so the main pid is the one that notifies.
+    let start = value("ExecStart");
+    assert!(
+        start.ends_with("--foreground") || start.contains(" serve "),
+        "{start}"
+    );
+    // The excerpt in docs/operating.md is the file's.
+    let page = std::fs::read_to_string(manual::repo().join("docs/operating.md")).unwrap();
+    let excerpt = manual::blocks_of("operating.md", &page)
+        .into_iter()
+        .find(|b| b.info == "ini")
+        .expect("the unit in operating.md");
+    for line in excerpt.text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "{line:?} is not in docs/kennel.service"
+        );
+    }
 }
 
 #[test]
