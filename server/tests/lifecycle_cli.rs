@@ -469,6 +469,33 @@ fn every_means_every_server() {
 }
 
 #[test]
+fn sudo_runs_it_through_the_command_given() {
+    let site = Site::new(false, &[]);
+    let mut daemons = Daemons::default();
+    // `env` stands in for sudo here: m2sh's `-sudo CMD` runs `CMD mongrel2 ...`.
+    let out = site.kennel(&["start", "--sudo", "env KENNEL_VIA=env"]).ok();
+    assert_eq!(
+        out,
+        "started through env KENNEL_VIA=env; it daemonized (`kennel running` says whether it \
+         serves)\n"
+    );
+    // Not waited for (sudo would drop NOTIFY_SOCKET): ask until it runs.
+    let mut line = String::new();
+    wait_until("the daemon", || {
+        let ran = site.kennel(&["running"]);
+        line = ran.stdout;
+        ran.code == Some(0)
+    });
+    let pid = daemons.adopt(&line);
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(environ.split(|&b| b == 0).any(|v| v == b"KENNEL_VIA=env"));
+    assert_eq!(
+        site.kennel(&["stop"]).ok(),
+        format!("kennel at PID {pid} stopped.\n")
+    );
+}
+
+#[test]
 fn start_says_why_a_daemon_did_not_start() {
     let site = Site::new(false, &[]);
     // A handler socket that cannot be bound fails after the fork, where
