@@ -1,6 +1,13 @@
 //! The access log, in Mongrel2's format so `m2sh access` can read it: one
 //! tnetstring list per line,
-//! `[host, remote_ip, remote_port, unix_time, method, path, version, status, size]`.
+//! `[host, remote_ip, remote_port, unix_time, method, path, version, status, size]`;
+//! or, with `kennel.access_log.format = json`, one JSON object per line
+//! with the same fields and the request's duration and route.
+//!
+//! Every line has the status the client got. A handler's response is
+//! logged when it is complete (its status read from its head, its size
+//! the bytes Kennel wrote for it): the connection keeps a [`Pending`]
+//! entry for it meanwhile.
 //!
 //! Owns the log file and a writer thread. Connection tasks encode their
 //! line (a few hundred bytes, no I/O) and append it to a shared buffer under
@@ -17,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::config::AccessLogFormat;
 use kennel_handler::tnetstring::{
     begin_container, end_container, write_integer, write_string, Container,
 };
@@ -62,11 +70,89 @@ impl Drop for Handle {
 #[derive(Clone, Debug)]
 pub struct AccessLog {
     handle: Arc<Handle>,
+    format: AccessLogFormat,
+}
+
+/// One request's line.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The `Host` header (its port is dropped).
+    pub host: &'a [u8],
+    /// The client.
+    pub peer: SocketAddr,
+    /// When the request arrived, in Unix seconds.
+    pub time: u64,
+    /// The method.
+    pub method: &'a [u8],
+    /// The raw path.
+    pub path: &'a [u8],
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub version: &'a str,
+    /// The status the client got.
+    pub status: u16,
+    /// The body size (static files, Kennel's own), or the bytes written for
+    /// a handler's or back end's response.
+    pub size: u64,
+    /// Microseconds from the request's head to its response (JSON only).
+    pub micros: u64,
+    /// The route key that answered, `""` for none (JSON only).
+    pub route: &'a str,
+}
+
+/// A line whose status and size are not known yet: a copy of the
+/// request's fields, made when a request goes to a handler.
+#[derive(Debug)]
+pub struct Pending {
+    /// host, method, path, route: one allocation.
+    text: Box<[u8]>,
+    ends: [u32; 3],
+    peer: SocketAddr,
+    time: u64,
+    version: &'static str,
+}
+
+impl Pending {
+    /// Copies a request's fields.
+    pub fn new(entry: &Entry<'_>, version: &'static str) -> Pending {
+        let mut text = Vec::with_capacity(
+            entry.host.len() + entry.method.len() + entry.path.len() + entry.route.len(),
+        );
+        let mut ends = [0u32; 3];
+        for (i, part) in [entry.host, entry.method, entry.path].iter().enumerate() {
+            text.extend_from_slice(part);
+            ends[i] = text.len() as u32;
+        }
+        text.extend_from_slice(entry.route.as_bytes());
+        Pending {
+            text: text.into_boxed_slice(),
+            ends,
+            peer: entry.peer,
+            time: entry.time,
+            version,
+        }
+    }
+
+    /// The entry, with the status and size now known.
+    pub fn entry(&self, status: u16, size: u64, micros: u64) -> Entry<'_> {
+        let [host, method, path] = self.ends.map(|e| e as usize);
+        Entry {
+            host: &self.text[..host],
+            peer: self.peer,
+            time: self.time,
+            method: &self.text[host..method],
+            path: &self.text[method..path],
+            version: self.version,
+            status,
+            size,
+            micros,
+            route: std::str::from_utf8(&self.text[path..]).unwrap_or(""),
+        }
+    }
 }
 
 impl AccessLog {
     /// Opens (appending, creating) `path` and starts the writer thread.
-    pub fn open(path: &Path) -> std::io::Result<AccessLog> {
+    pub fn open(path: &Path, format: AccessLogFormat) -> std::io::Result<AccessLog> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
@@ -79,21 +165,12 @@ impl AccessLog {
             .spawn(move || write_lines(file, path, writer))?;
         Ok(AccessLog {
             handle: Arc::new(Handle(shared, Mutex::new(Some(thread)))),
+            format,
         })
     }
 
     /// Records one request.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record(
-        &self,
-        host: &[u8],
-        peer: &SocketAddr,
-        method: &[u8],
-        path: &[u8],
-        version: &str,
-        status: u16,
-        size: usize,
-    ) {
+    pub fn record(&self, entry: &Entry<'_>) {
         let shared = &self.handle.0;
         let mut buf = shared.buf.lock().unwrap_or_else(|e| e.into_inner());
         if buf.len() > MAX_BUFFERED {
@@ -103,17 +180,10 @@ impl AccessLog {
             }
             return;
         }
-        encode_line(
-            &mut buf,
-            host,
-            peer,
-            unix_time(),
-            method,
-            path,
-            version,
-            status,
-            size,
-        );
+        match self.format {
+            AccessLogFormat::Mongrel2 => encode_line(&mut buf, entry),
+            AccessLogFormat::Json => encode_json_line(&mut buf, entry),
+        }
         let full = buf.len() >= FLUSH_BYTES;
         drop(buf);
         if full {
@@ -122,44 +192,85 @@ impl AccessLog {
     }
 }
 
-fn unix_time() -> u64 {
+/// Now, in Unix seconds (an access log line's `time`).
+pub fn unix_time() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// Encodes one line: the tnetstring list and a newline.
-#[allow(clippy::too_many_arguments)]
-pub fn encode_line(
-    out: &mut Vec<u8>,
-    host: &[u8],
-    peer: &SocketAddr,
-    time: u64,
-    method: &[u8],
-    path: &[u8],
-    version: &str,
-    status: u16,
-    size: usize,
-) {
-    let host = host.split(|&b| b == b':').next().unwrap_or(b"");
+/// Encodes one Mongrel2 line: the tnetstring list and a newline.
+pub fn encode_line(out: &mut Vec<u8>, entry: &Entry<'_>) {
+    let host = entry.host.split(|&b| b == b':').next().unwrap_or(b"");
     let list = begin_container(out);
     write_string(out, host);
     let mut ip = [0u8; 64];
     let ip_len = {
         let mut cursor = std::io::Cursor::new(&mut ip[..]);
-        let _ = write!(cursor, "{}", peer.ip());
+        let _ = write!(cursor, "{}", entry.peer.ip());
         cursor.position() as usize
     };
     write_string(out, &ip[..ip_len]);
-    write_integer(out, i64::from(peer.port()));
-    write_integer(out, time as i64);
-    write_string(out, method);
-    write_string(out, path);
-    write_string(out, version.as_bytes());
-    write_integer(out, i64::from(status));
-    write_integer(out, size as i64);
+    write_integer(out, i64::from(entry.peer.port()));
+    write_integer(out, entry.time as i64);
+    write_string(out, entry.method);
+    write_string(out, entry.path);
+    write_string(out, entry.version.as_bytes());
+    write_integer(out, i64::from(entry.status));
+    write_integer(out, entry.size as i64);
     end_container(out, list, Container::List);
     out.push(b'\n');
+}
+
+/// Encodes one JSON line: an object with Mongrel2's fields (same names as
+/// `m2sh access` prints them) plus `duration_us` and `route`.
+pub fn encode_json_line(out: &mut Vec<u8>, entry: &Entry<'_>) {
+    let host = entry.host.split(|&b| b == b':').next().unwrap_or(b"");
+    out.extend_from_slice(b"{\"time\":");
+    let _ = write!(out, "{}", entry.time);
+    out.extend_from_slice(b",\"host\":");
+    json_string(out, host);
+    let _ = write!(
+        out,
+        ",\"remote_addr\":\"{}\",\"remote_port\":{},\"method\":",
+        entry.peer.ip(),
+        entry.peer.port()
+    );
+    json_string(out, entry.method);
+    out.extend_from_slice(b",\"path\":");
+    json_string(out, entry.path);
+    let _ = write!(
+        out,
+        ",\"version\":\"{}\",\"status\":{},\"size\":{},\"duration_us\":{},\"route\":",
+        entry.version, entry.status, entry.size, entry.micros
+    );
+    json_string(out, entry.route.as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// A JSON string of arbitrary bytes: valid UTF-8 kept, control characters,
+/// `"` and `\` escaped, invalid bytes as U+FFFD.
+fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => {
+                    let mut utf8 = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                }
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
+    out.push(b'"');
 }
 
 fn write_lines(mut file: File, path: PathBuf, shared: Arc<Shared>) {
@@ -211,12 +322,14 @@ fn write_lines(mut file: File, path: PathBuf, shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AccessLogFormat;
     use kennel_handler::tnetstring::{parse, Value};
 
     #[test]
     fn the_writer_thread_runs_under_sched_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AccessLog::open(&dir.path().join("access.log")).unwrap();
+        let log =
+            AccessLog::open(&dir.path().join("access.log"), AccessLogFormat::Mongrel2).unwrap();
         const BATCH: u32 = libc::SCHED_BATCH as u32;
         // The policy is set by the thread itself as it starts.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -232,21 +345,27 @@ mod tests {
         drop(log);
     }
 
+    fn entry(peer: &SocketAddr) -> Entry<'static> {
+        let peer = *peer;
+        Entry {
+            host: b"localhost:6767",
+            peer,
+            time: 1_700_000_000,
+            method: b"GET",
+            path: b"/a",
+            version: "HTTP/1.1",
+            status: 200,
+            size: 12,
+            micros: 345,
+            route: "/",
+        }
+    }
+
     #[test]
     fn lines_are_mongrel2_tnetstring_lists() {
         let mut line = Vec::new();
         let peer: SocketAddr = "127.0.0.1:5555".parse().unwrap();
-        encode_line(
-            &mut line,
-            b"localhost:6767",
-            &peer,
-            1_700_000_000,
-            b"GET",
-            b"/a",
-            "HTTP/1.1",
-            200,
-            12,
-        );
+        encode_line(&mut line, &entry(&peer));
         assert_eq!(line.last(), Some(&b'\n'));
         let value = parse(&line[..line.len() - 1]).unwrap();
         assert_eq!(
@@ -266,12 +385,57 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_escape_what_json_needs() {
+        let peer: SocketAddr = "[::1]:80".parse().unwrap();
+        let mut line = Vec::new();
+        encode_json_line(
+            &mut line,
+            &Entry {
+                path: b"/a\"b\\c\td\xff\xc3\xa9",
+                ..entry(&peer)
+            },
+        );
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"time\":1700000000,\"host\":\"localhost\",\"remote_addr\":\"::1\",\"remote_port\":80,\
+             \"method\":\"GET\",\"path\":\"/a\\\"b\\\\c\\u0009d\u{fffd}\u{e9}\",\"version\":\"HTTP/1.1\",\
+             \"status\":200,\"size\":12,\"duration_us\":345,\"route\":\"/\"}\n"
+        );
+    }
+
+    #[test]
+    fn a_pending_entry_keeps_the_request_fields() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let pending = Pending::new(&entry(&peer), "HTTP/1.1");
+        let done = pending.entry(404, 7, 9);
+        assert_eq!(
+            (
+                done.host,
+                done.method,
+                done.path,
+                done.route,
+                done.status,
+                done.size
+            ),
+            (&b"localhost:6767"[..], &b"GET"[..], &b"/a"[..], "/", 404, 7)
+        );
+    }
+
+    #[test]
     fn the_writer_appends_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logs/access.log");
-        let log = AccessLog::open(&path).unwrap();
+        let log = AccessLog::open(&path, AccessLogFormat::Mongrel2).unwrap();
         let peer: SocketAddr = "[::1]:80".parse().unwrap();
-        log.record(b"h", &peer, b"GET", b"/x", "HTTP/1.0", 404, 0);
+        log.record(&Entry {
+            host: b"h",
+            method: b"GET",
+            path: b"/x",
+            version: "HTTP/1.0",
+            status: 404,
+            size: 0,
+            ..entry(&peer)
+        });
         drop(log);
         // The writer flushes and exits once every handle is gone.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

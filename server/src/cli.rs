@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, ConfigError, ServerSelector, Snapshot, Target};
+use crate::config::{self, deploy_log, ConfigError, ServerSelector, Snapshot, Target};
 use crate::process;
 
 /// Exit code for a config database that is missing, unreadable or invalid
@@ -34,13 +34,18 @@ with that uuid (or name), daemonizing unless the `server.daemonize` setting is 0
 Examples:
   kennel serve --db config.sqlite               serve the database's only server, in the foreground
   kennel load --db config.sqlite site.sql       create the schema if needed, then apply site.sql
+  kennel load-conf mongrel2.conf --db config.sqlite
+                                                replace the config with a Mongrel2 .conf's, as m2sh load does
   kennel check --db config.sqlite               validate the config (exit 0, or 64 with the error)
   kennel servers --db config.sqlite             list servers
   kennel hosts --db config.sqlite --server main list a server's hosts
   kennel routes --db config.sqlite              list every host's routes and their targets
   kennel route --db config.sqlite --host example.com /users/42
                                                 which route and target would answer
-  kennel uuid                                   print a fresh UUID for a server or handler";
+  kennel uuid                                   print a fresh UUID for a server or handler
+  kennel commit --db config.sqlite --what \"new route\" --why \"launch\"
+                                                add an entry to the deployment log, as m2sh commit does
+  kennel log --db config.sqlite                 print the deployment log, as m2sh log does";
 
 /// The `kennel` command line.
 #[derive(Debug, Parser)]
@@ -252,6 +257,52 @@ Example:
         #[command(flatten)]
         select: LifecycleArgs,
     },
+    /// Replace the config with a Mongrel2 `.conf` file's, exactly as `m2sh
+    /// load` does (default mimetypes included), in one transaction.
+    #[command(
+        after_help = "The rows equal those `m2sh load -config FILE.conf -db FILE` makes; what m2sh\n\
+                      would do silently is printed as a warning, and what it reports as an error\n\
+                      is an error here (exit 64, nothing changed).\n\n\
+                      Example:\n  kennel load-conf mongrel2.conf --db config.sqlite"
+    )]
+    LoadConf {
+        /// The Mongrel2 `.conf` file.
+        #[arg(value_name = "FILE.conf")]
+        conf: PathBuf,
+        /// The SQLite config database (created if missing).
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+    },
+    /// Print the deployment log (the `log` table), as `m2sh log` does.
+    #[command(after_help = "Example:\n  kennel log --db config.sqlite")]
+    Log {
+        /// The SQLite config database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+    },
+    /// Add an entry to the deployment log, as `m2sh commit` does.
+    #[command(
+        after_help = "The entry is made by the login user (getlogin, else $LOGNAME), at the time\n\
+                      of the commit.\n\n\
+                      Example:\n  kennel commit --db config.sqlite --what \"new /api/ route\" --why \"launch\""
+    )]
+    Commit {
+        /// The SQLite config database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// What was done.
+        #[arg(long, default_value = "")]
+        what: String,
+        /// Why (no default: NULL).
+        #[arg(long)]
+        why: Option<String>,
+        /// Where (default: this machine's host name).
+        #[arg(long = "where", value_name = "WHERE")]
+        location: Option<String>,
+        /// How.
+        #[arg(long, default_value = "kennel")]
+        how: String,
+    },
     /// Print Kennel's version.
     Version,
     /// Print a new random UUID.
@@ -290,6 +341,12 @@ pub enum CliError {
     /// Starting, signalling or finding a server's process failed.
     #[error(transparent)]
     Lifecycle(#[from] crate::lifecycle::LifecycleError),
+    /// A `.conf` file could not be loaded.
+    #[error(transparent)]
+    Conf(#[from] config::ConfError),
+    /// A deployment log entry could not be added.
+    #[error(transparent)]
+    DeployLog(#[from] deploy_log::DeployLogError),
 }
 
 impl CliError {
@@ -303,6 +360,9 @@ impl CliError {
             CliError::NoMatch(_) | CliError::Output(_) => EXIT_FAILURE,
             CliError::Serve(e) => e.exit_code(),
             CliError::Lifecycle(e) => e.exit_code(),
+            CliError::Conf(_) => EXIT_CONFIG,
+            CliError::DeployLog(e) if e.is_database() => EXIT_CONFIG,
+            CliError::DeployLog(_) => EXIT_FAILURE,
         }
     }
 }
@@ -647,6 +707,52 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
         | Command::Stop { .. }
         | Command::Reload { .. }
         | Command::Running { .. } => run_lifecycle(command, out)?,
+        Command::LoadConf { conf, db } => {
+            let report = config::load_conf(conf, db)?;
+            for warning in &report.warnings {
+                writeln!(out, "warning: {warning}")?;
+            }
+            writeln!(
+                out,
+                "loaded {} into {}: servers {}, hosts {}, routes {}, handlers {}, directories {}, \
+                 proxies {}, filters {}, xrequests {}, settings {}",
+                conf.display(),
+                db.display(),
+                report.servers,
+                report.hosts,
+                report.routes,
+                report.handlers,
+                report.dirs,
+                report.proxies,
+                report.filters,
+                report.xrequests,
+                report.settings,
+            )?;
+        }
+        Command::Log { db } => {
+            require_file(db)?;
+            let lines = deploy_log::read(db)?;
+            writeln!(out, "{}", deploy_log::HEADING)?;
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+        }
+        Command::Commit {
+            db,
+            what,
+            why,
+            location,
+            how,
+        } => {
+            require_file(db)?;
+            let entry = deploy_log::Entry::by_this_user(
+                what.clone(),
+                why.clone(),
+                location.clone(),
+                Some(how.clone()),
+            )?;
+            deploy_log::commit(db, &entry)?;
+        }
         Command::Version => writeln!(out, "kennel {}", env!("CARGO_PKG_VERSION"))?,
         Command::Uuid => writeln!(out, "{}", uuid::Uuid::new_v4())?,
     }

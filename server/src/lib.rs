@@ -24,7 +24,9 @@
 //! - [`sys`]: the two OS calls that need `unsafe` (the only module allowed it).
 //! - [`alarm`]: the deadlines of waiting connections and their shutdown
 //!   call, kept in one place instead of a timer per connection.
-//! - [`access`]: the access log (Mongrel2's tnetstring lines).
+//! - [`access`]: the access log (Mongrel2's tnetstring lines, or JSON).
+//! - [`admin`]: the admin listener (`/live`, `/ready`, `/metrics`).
+//! - [`metrics`]: per-route and per-handler statistics for `/metrics`.
 //! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
 //! - [`notify`]: systemd's readiness protocol (`NOTIFY_SOCKET`), both ends.
 //! - [`lifecycle`]: `kennel start`, `stop`, `reload` and `running`: a
@@ -32,6 +34,7 @@
 //! - [`cli`]: the `kennel` command line.
 
 pub mod access;
+pub mod admin;
 pub mod alarm;
 pub mod cli;
 pub mod config;
@@ -40,6 +43,7 @@ pub mod dir;
 pub mod http;
 pub mod lifecycle;
 pub mod link;
+pub mod metrics;
 pub mod notify;
 pub mod pattern;
 pub mod process;

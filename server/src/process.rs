@@ -352,29 +352,45 @@ fn init_logging(
     snapshot: &Snapshot,
     daemonized: bool,
 ) -> Result<Option<Arc<LogFile>>, ProcessError> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if daemonized && !snapshot.server.error_log.is_empty() {
+    use std::io::IsTerminal;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let json = snapshot.settings.kennel_log_format == crate::config::LogFormat::Json;
+    let file = if daemonized && !snapshot.server.error_log.is_empty() {
         let path = snapshot.server_path(&snapshot.server.error_log);
-        let file = LogFile::open(path.clone()).map_err(|source| ProcessError::ErrorLog {
-            server: snapshot.server.id,
-            path,
-            source,
-        })?;
-        let _ = builder
-            .with_ansi(false)
-            .with_writer(Arc::clone(&file))
-            .try_init();
-        Ok(Some(file))
+        Some(
+            LogFile::open(path.clone()).map_err(|source| ProcessError::ErrorLog {
+                server: snapshot.server.id,
+                path,
+                source,
+            })?,
+        )
     } else {
-        // No colour escapes in a file, a pipe or the journal.
-        use std::io::IsTerminal;
-        let _ = builder
-            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .try_init();
-        Ok(None)
+        None
+    };
+    // No colour escapes in a file, a pipe or the journal.
+    let ansi =
+        file.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_ansi(ansi);
+    match (&file, json) {
+        (Some(file), true) => {
+            let _ = builder.json().with_writer(Arc::clone(file)).try_init();
+        }
+        (Some(file), false) => {
+            let _ = builder.with_writer(Arc::clone(file)).try_init();
+        }
+        (None, true) => {
+            let _ = builder.json().try_init();
+        }
+        (None, false) => {
+            let _ = builder.try_init();
+        }
     }
+    Ok(file)
 }
 
 /// The error log file, reopened on reload (so a rotated file is let go).

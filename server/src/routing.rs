@@ -74,6 +74,8 @@ pub struct RouteMatch<'a, T> {
     pub prefix: &'a str,
     /// What the route points at.
     pub target: &'a T,
+    /// The route's position in its table (insertion order).
+    pub index: usize,
 }
 
 /// A byte trie whose nodes hold chains of entry indices in Mongrel2's order.
@@ -234,15 +236,16 @@ impl<T> RouteTable<T> {
         self.prefixes
             .chain(node)
             .iter()
-            .map(|&i| &self.routes[i])
-            .find(|route| match &route.pattern {
+            .map(|&i| (i, &self.routes[i]))
+            .find(|(_, route)| match &route.pattern {
                 None => true,
                 Some(pattern) => pattern.match_prefix(rest).is_some(),
             })
-            .map(|route| RouteMatch {
+            .map(|(index, route)| RouteMatch {
                 key: &route.key,
                 prefix: &route.key[..route.prefix_len],
                 target: &route.target,
+                index,
             })
     }
 

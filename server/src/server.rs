@@ -35,6 +35,7 @@ use crate::connection;
 use crate::dir::FileCache;
 use crate::http::Limits;
 use crate::link::{Link, LinkError, LinkTable, Mongrel2Link};
+use crate::metrics::{HandlerStats, Metrics, RouteStats};
 use crate::proxy::Proxy;
 use crate::registry::{OutboxLimits, Registry};
 
@@ -54,6 +55,9 @@ pub enum ServerError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The admin listener could not be bound.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     /// The access log could not be opened.
     #[error("server {server}: column access_log: cannot open {path:?}: {source}")]
     AccessLog {
@@ -114,6 +118,19 @@ pub struct Active {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The access log, unless disabled (reopened by every reload).
     pub access_log: Option<AccessLog>,
+    /// Each host's routes' statistics, by host index then route index,
+    /// with one more per host for requests no route matched.
+    pub route_stats: Box<[Box<[Arc<RouteStats>]>]>,
+    /// Each handler's statistics, by the snapshot's handler index.
+    pub handler_stats: Box<[Arc<HandlerStats>]>,
+}
+
+impl Active {
+    /// The statistics of route `route` of host `host` (`None`: no route).
+    pub fn route_stats(&self, host: usize, route: Option<usize>) -> &Arc<RouteStats> {
+        let routes = &self.route_stats[host];
+        &routes[route.unwrap_or(routes.len() - 1)]
+    }
 }
 
 /// Counts the server keeps for its operators (the metrics read them).
@@ -162,6 +179,7 @@ pub struct Server {
     registry: Arc<Registry>,
     files: FileCache,
     counters: Counters,
+    metrics: Metrics,
     proxy: Proxy,
     alarms: Arc<Alarms>,
     /// TLS session resumption, kept across reloads.
@@ -176,6 +194,9 @@ pub struct Server {
     /// accept loop to take (told by `listener_changed`).
     next_listener: Mutex<Option<std::net::TcpListener>>,
     listener_changed: tokio::sync::Notify,
+    /// Rate-limited warnings: when each key last warned, and how many
+    /// times it was quiet since.
+    warned: Mutex<std::collections::HashMap<String, (u64, u64)>>,
     /// Set once shutdown began (the admin listener's `/ready` says no).
     draining: std::sync::atomic::AtomicBool,
     /// Told whenever a connection closes (the accept loop waits on it when
@@ -206,13 +227,15 @@ impl Server {
         let tls = tls_acceptor(&snapshot, &resumption)?;
         let active_settings = snapshot.settings.clone();
         let alarms = Arc::new(Alarms::new());
-        let active = activate(Arc::clone(&snapshot), tls, &mut links, &registry)?;
+        let metrics = Metrics::default();
+        let active = activate(Arc::clone(&snapshot), tls, &mut links, &registry, &metrics)?;
         Ok(Arc::new(Server {
             current: ArcSwap::from_pointee(active),
             links: Mutex::new(links),
             registry,
             files: FileCache::new(),
             counters: Counters::default(),
+            metrics,
             proxy: Proxy::new(&active_settings),
             alarm_driver: tokio::spawn({
                 let alarms = Arc::clone(&alarms);
@@ -226,6 +249,7 @@ impl Server {
             next_listener: Mutex::new(None),
             listener_changed: tokio::sync::Notify::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            warned: Mutex::new(std::collections::HashMap::new()),
             connection_closed: tokio::sync::Notify::new(),
         }))
     }
@@ -278,6 +302,91 @@ impl Server {
         &self.resumption
     }
 
+    /// Per-route and per-handler statistics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The `/metrics` page: everything in Prometheus text format.
+    pub fn encode_metrics(&self) -> String {
+        let c = &self.counters;
+        let counters = vec![
+            (
+                "connections_accepted",
+                "Connections accepted.",
+                Counters::get(&c.connections_accepted),
+            ),
+            (
+                "handler_unavailable",
+                "Requests answered 503 because no handler process took them.",
+                Counters::get(&c.handler_unavailable),
+            ),
+            (
+                "outbox_overflows",
+                "Connections dropped for not reading what was queued for them.",
+                Counters::get(&c.outbox_overflows),
+            ),
+            (
+                "write_timeouts",
+                "Connections dropped because a write made no progress in time.",
+                Counters::get(&c.write_timeouts),
+            ),
+            (
+                "tls_handshakes",
+                "TLS handshakes completed.",
+                Counters::get(&c.tls_handshakes),
+            ),
+            (
+                "tls_handshake_failures",
+                "TLS handshakes failed or timed out.",
+                Counters::get(&c.tls_handshake_failures),
+            ),
+            (
+                "reloads",
+                "Reloads that swapped a new config in.",
+                Counters::get(&c.reloads),
+            ),
+            (
+                "reload_failures",
+                "Reloads refused (the old config kept serving).",
+                Counters::get(&c.reload_failures),
+            ),
+            (
+                "bytes_read",
+                "Bytes read from clients.",
+                Counters::get(&connection::BYTES_READ),
+            ),
+            (
+                "bytes_written",
+                "Bytes written to clients.",
+                Counters::get(&connection::BYTES_WRITTEN),
+            ),
+        ];
+        let gauges = vec![
+            (
+                "connections_open",
+                "Connections open now.",
+                Counters::get(&c.connections_open) as i64,
+            ),
+            (
+                "draining",
+                "1 while the server drains for shutdown.",
+                i64::from(self.is_draining()),
+            ),
+        ];
+        let held_now = self
+            .current()
+            .links
+            .iter()
+            .map(|l| (l.handler_id(), l.held_now() as u64))
+            .collect();
+        self.metrics.encode(crate::metrics::Gauges {
+            counters,
+            gauges,
+            held_now,
+        })
+    }
+
     /// The HTTP client of the proxy routes (one keep-alive pool).
     pub fn proxy(&self) -> &Proxy {
         &self.proxy
@@ -292,6 +401,17 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
         let mut listener = listener;
+        // Until the drain is over, so `/ready` can say "draining".
+        let admin_stop = CancellationToken::new();
+        if let Some(addr) = self.current().snapshot.settings.kennel_admin_listen {
+            let admin = crate::admin::bind(addr)?;
+            tokio::spawn(crate::admin::serve(
+                admin,
+                Arc::clone(self),
+                admin_stop.clone(),
+            ));
+        }
+        let _admin_stop = admin_stop.drop_guard();
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, server = %self.current().snapshot.server.uuid, "listening");
         }
@@ -399,6 +519,34 @@ impl Server {
         }
     }
 
+    /// Whether a warning about `key` may be logged now: at most one per
+    /// key per [`crate::metrics::OUTAGE_WARNING_EVERY_MS`], so a client
+    /// cannot fill the log by repeating what causes it. `Some(n)`: log it,
+    /// saying `n` more happened since the last one.
+    pub fn may_warn(&self, key: &str) -> Option<u64> {
+        let now = self.registry.now_ms();
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        match warned.get_mut(key) {
+            Some((at, quiet))
+                if now.saturating_sub(*at) < crate::metrics::OUTAGE_WARNING_EVERY_MS =>
+            {
+                *quiet += 1;
+                None
+            }
+            Some((at, quiet)) => {
+                *at = now;
+                Some(std::mem::take(quiet))
+            }
+            None => {
+                // Bounded: a key per back end or handler, not per client.
+                if warned.len() < 10_000 {
+                    warned.insert(key.to_owned(), (now, 0));
+                }
+                Some(0)
+            }
+        }
+    }
+
     /// Whether the server has stopped accepting and is draining.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
@@ -491,7 +639,13 @@ impl Server {
         }
         let active = {
             let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-            let active = activate(Arc::new(snapshot), tls, &mut links, &self.registry)?;
+            let active = activate(
+                Arc::new(snapshot),
+                tls,
+                &mut links,
+                &self.registry,
+                &self.metrics,
+            )?;
             let retired = links.retire(&active.links);
             self.retired
                 .lock()
@@ -584,10 +738,30 @@ fn activate(
     tls: Option<Arc<rustls::ServerConfig>>,
     links: &mut LinkTable,
     registry: &Arc<Registry>,
+    metrics: &Metrics,
 ) -> Result<Active, ServerError> {
     let resolved = links.resolve(&snapshot.handlers, registry, &snapshot.settings)?;
     let access_log = open_access_log(&snapshot)?;
+    let route_stats = snapshot
+        .hosts
+        .iter()
+        .map(|host| {
+            host.routes
+                .iter()
+                .map(|(key, _)| key)
+                .chain([""])
+                .map(|key| metrics.route(&host.name, key))
+                .collect()
+        })
+        .collect();
+    let handler_stats = snapshot
+        .handlers
+        .iter()
+        .map(|h| metrics.handler(h.id))
+        .collect();
     Ok(Active {
+        route_stats,
+        handler_stats,
         limits: Limits::from_settings(&snapshot.settings),
         links: resolved.into_boxed_slice(),
         url_scheme: if tls.is_some() { "https" } else { "http" },
@@ -725,11 +899,14 @@ fn open_access_log(snapshot: &Snapshot) -> Result<Option<AccessLog>, ServerError
     if snapshot.settings.disable_access_logging || path.is_empty() {
         return Ok(None);
     }
-    AccessLog::open(&snapshot.server_path(path))
-        .map(Some)
-        .map_err(|source| ServerError::AccessLog {
-            server: snapshot.server.id,
-            path: path.clone(),
-            source,
-        })
+    AccessLog::open(
+        &snapshot.server_path(path),
+        snapshot.settings.kennel_access_log_format,
+    )
+    .map(Some)
+    .map_err(|source| ServerError::AccessLog {
+        server: snapshot.server.id,
+        path: path.clone(),
+        source,
+    })
 }

@@ -1,4 +1,4 @@
-//! The one module allowed `unsafe`: two operating-system calls that no
+//! The one module allowed `unsafe`: three operating-system calls that no
 //! safe crate in our tree offers.
 //!
 //! - [`ZmqFd::readable`] registers a ZeroMQ socket's `ZMQ_FD` with tokio's
@@ -10,6 +10,9 @@
 //!   owns.
 //! - [`batch_scheduling`] puts the calling thread under `SCHED_BATCH`
 //!   (`sched_setscheduler(2)`; `nix` has no wrapper for it).
+//! - [`login_name`] asks `getlogin(3)` who is logged in on the
+//!   controlling terminal, as m2sh does for its deployment log (`nix` has
+//!   no wrapper for it either).
 //!
 //! Nothing else in Kennel uses `unsafe`; the workspace denies it.
 #![allow(unsafe_code)]
@@ -66,6 +69,29 @@ pub fn batch_scheduling() -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// The login name of the user on this process's controlling terminal
+/// (`getlogin(3)`, from the utmp records), or `None` when there is no
+/// such login (no terminal, as under cron, in CI or in a container).
+pub fn login_name() -> Option<String> {
+    // getlogin returns a static buffer that the next call overwrites, so
+    // calls (there is one per `kennel commit` or `load-conf`) take turns.
+    static GETLOGIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = GETLOGIN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // SAFETY: getlogin takes no arguments and returns NULL or a pointer
+    // to a NUL-terminated name in static storage, valid until the next
+    // getlogin call; nothing else in Kennel calls getlogin, and the lock
+    // keeps another call from running until the name is copied out.
+    let name = unsafe { libc::getlogin() };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: as above: non-NULL, NUL-terminated, not yet overwritten.
+    let name = unsafe { std::ffi::CStr::from_ptr(name) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 /// The scheduling policy of each of this process's threads named `name`

@@ -307,6 +307,15 @@ impl ResolvesServerCert for Certificates {
     }
 }
 
+/// Makes rustls's *ring* provider the process default (once; later calls
+/// do nothing). Kennel passes its provider explicitly and needs no
+/// default; a program that also makes TLS clients without naming one
+/// (reqwest built with `rustls-no-provider`, as Kennel's tests use it)
+/// calls this first.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// `PEER_CERT_SHA1`: the upper-case hex SHA-1 of a client certificate's
 /// DER bytes, as Mongrel2 writes it.
 pub fn fingerprint(cert: &[u8]) -> [u8; 40] {

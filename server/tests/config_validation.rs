@@ -207,6 +207,35 @@ fn unknown_setting_key_is_a_warning() {
 }
 
 #[test]
+fn settings_kennel_does_not_act_on_are_warned_about_once() {
+    let s = load_with(
+        "INSERT INTO setting (id, key, value) VALUES (4, 'superpoll.max_fd', '100000'),
+                                                     (5, 'limits.connection_stack_size', '65536')",
+    )
+    .unwrap();
+    for (id, key, why) in [
+        (
+            4,
+            "superpoll.max_fd",
+            "the open-file limit is raised to the hard limit at start",
+        ),
+        (
+            5,
+            "limits.connection_stack_size",
+            "Kennel has no coroutine stacks",
+        ),
+    ] {
+        let warning = format!("setting {id}: {key} is accepted but ignored by Kennel ({why})");
+        assert_eq!(
+            s.warnings.iter().filter(|w| **w == warning).count(),
+            1,
+            "{:?}",
+            s.warnings
+        );
+    }
+}
+
+#[test]
 fn not_a_mongrel2_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.sqlite");

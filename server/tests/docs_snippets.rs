@@ -219,6 +219,83 @@ fn cli_examples() {
     assert!(out.contains("/users/(\\d+)$"), "{out}");
 }
 
+/// A log line's time and user (which differ on every run) as placeholders,
+/// and this machine's name as the manual's `web1`; other lines as they
+/// are, without trailing blanks (m2sh's format ends each field with one).
+fn log_line_pattern(line: &str, host: &str) -> String {
+    let line = line.trim_end();
+    let mut fields: Vec<&str> = line.split(' ').collect();
+    let timestamp = fields.len() > 4
+        && fields[0].len() == 10
+        && fields[0].as_bytes()[4] == b'-'
+        && fields[1].len() == 8
+        && fields[1].as_bytes()[2] == b':';
+    if !timestamp {
+        return line.to_owned();
+    }
+    fields[0] = "<date>";
+    fields[1] = "<time>";
+    fields[2] = "<user>";
+    if fields[3] == host {
+        fields[3] = "web1";
+    }
+    fields.join(" ")
+}
+
+#[test]
+fn cli_load_conf() {
+    let dir = tempfile::tempdir().unwrap();
+    manual::write(dir.path(), "site.conf", manual::block("cli/site-conf").text);
+    let commands = manual::block("cli/load-conf").text;
+    let out = std::process::Command::new("bash")
+        .args(["-eu", "-c", &commands])
+        .current_dir(dir.path())
+        .env("PATH", manual::path_with_kennel())
+        // Who the log names when there is no login (as in CI).
+        .env("LOGNAME", "alice")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{commands}\n{out:?}");
+    let host = config::deploy_log::host_name().unwrap();
+    let pattern =
+        |text: &str| -> Vec<String> { text.lines().map(|l| log_line_pattern(l, &host)).collect() };
+    assert_eq!(
+        pattern(&String::from_utf8_lossy(&out.stdout)),
+        pattern(&manual::block("cli/load-conf-output").text)
+    );
+}
+
+#[test]
+fn cli_load_conf_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = manual::block("cli/site-conf").text;
+    let transcript = manual::block("cli/load-conf-errors").text;
+    // The first command runs on the site without the `)` of its Dir, the
+    // rest on the site without the server's uuid.
+    let second = transcript[1..]
+        .find("\n$ kennel")
+        .expect("two load-conf commands")
+        + 2;
+    let variants = [
+        (
+            &transcript[..second],
+            site.replace("default_ctype='text/plain')", "default_ctype='text/plain'"),
+        ),
+        (
+            &transcript[second..],
+            site.replace("uuid=\"f400bf85-4538-4f7a-8908-67e313d515c2\",", ""),
+        ),
+    ];
+    for (steps, conf) in variants {
+        assert_ne!(conf, site, "the manual's site.conf changed");
+        manual::write(dir.path(), "site.conf", &conf);
+        for step in manual::run_transcript(steps, dir.path()) {
+            assert_eq!(step.actual, step.expected, "$ {}", step.command);
+        }
+    }
+}
+
 // ---- configuration.md ------------------------------------------------
 
 #[test]

@@ -132,6 +132,7 @@ fn page_and_route_load(start: Start) {
     let site = Site::new();
     let _handler = site.start_handler();
     let _server = start(&site);
+    kennel::tls::install_default_provider();
     let get = |path: &str| {
         let response = reqwest::blocking::Client::builder()
             .timeout(WAIT)

@@ -549,7 +549,18 @@ impl Loader<'_> {
                             ),
                         ))
                     }
-                    Ok(Applied::Set) => Ok(()),
+                    Ok(Applied::Set) => {
+                        if let Some((_, _, why)) = super::settings::IGNORED
+                            .iter()
+                            .find(|(k, default, _)| *k == key && value.trim() != *default)
+                        {
+                            warnings.push(format!(
+                                "setting {}: {key} is accepted but ignored by Kennel ({why})",
+                                c.id
+                            ));
+                        }
+                        Ok(())
+                    }
                     Ok(Applied::Unknown) => {
                         warnings.push(format!("setting {}: unknown key {key:?} (ignored)", c.id));
                         Ok(())

@@ -4,7 +4,9 @@
 //! missing columns read as their defaults; Kennel's `kennel_*` additions and
 //! `kennel.*` settings), validating them, and building the
 //! snapshot the server runs on; selecting a server by uuid or name; the
-//! schema text and applying SQL to a database (for the CLI).
+//! schema text and applying SQL to a database (for the CLI); importing
+//! Mongrel2 `.conf` files as `m2sh load` does ([`conf`]); the deployment
+//! log table ([`deploy_log`]).
 //!
 //! Does not own: matching hosts and routes ([`crate::routing`]), or acting
 //! on any setting. The loader does blocking SQLite I/O: call it before
@@ -21,6 +23,8 @@
 //! `tnetstring`, configured `.so` filters) are warnings: logged with
 //! `tracing::warn!` and kept in [`Snapshot::warnings`].
 
+pub mod conf;
+pub mod deploy_log;
 mod load;
 mod mimetypes;
 mod schema;
@@ -32,9 +36,12 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::routing::{HostTable, RouteTable};
 
+pub use conf::{load_conf, ConfError, LoadReport};
 pub use mimetypes::MimeTypes;
 pub use schema::{apply_sql, kennel_additions_sql, SCHEMA_SQL};
-pub use settings::{Applied, FileMode, Settings, YEAR_MS, YEAR_SECS};
+pub use settings::{
+    AccessLogFormat, Applied, FileMode, LogFormat, Settings, IGNORED, YEAR_MS, YEAR_SECS,
+};
 
 /// Something wrong with a config database or with selecting a server.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,8 @@
 //! database file.
 //!
 //! Owns: the schema text, which tables a config database must have, and
-//! [`apply_sql`] (used by the `kennel load` CLI). Does not own: reading the
+//! [`apply_sql`] (used by the `kennel load` CLI) with the write transaction
+//! it runs in (also used by the `.conf` import). Does not own: reading the
 //! config (see `load`).
 
 use std::path::Path;
@@ -59,6 +60,25 @@ pub(crate) fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<b
 /// (and `END`) are skipped, since the whole file already runs in one
 /// transaction. A `ROLLBACK` of that transaction is refused; savepoints work.
 pub fn apply_sql(db: &Path, sql: &str) -> Result<(), ConfigError> {
+    in_write_transaction(db, |tx| {
+        let schema = if table_exists(tx, "server")? {
+            kennel_additions_sql()
+        } else {
+            SCHEMA_SQL
+        };
+        tx.execute_batch(schema)?;
+        run_statements(tx, sql)
+    })
+}
+
+/// Opens the database at `db` (created if missing) and runs `work` in one
+/// write transaction (taken at once, so no other writer interleaves),
+/// committed only if `work` succeeds. Errors carry the file and SQLite's
+/// message.
+pub(crate) fn in_write_transaction(
+    db: &Path,
+    work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+) -> Result<(), ConfigError> {
     let apply = |source| ConfigError::Apply {
         path: db.to_owned(),
         source,
@@ -70,13 +90,7 @@ pub fn apply_sql(db: &Path, sql: &str) -> Result<(), ConfigError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(apply)?;
-    let schema = if table_exists(&tx, "server").map_err(apply)? {
-        kennel_additions_sql()
-    } else {
-        SCHEMA_SQL
-    };
-    tx.execute_batch(schema).map_err(apply)?;
-    run_statements(&tx, sql).map_err(apply)?;
+    work(&tx).map_err(apply)?;
     tx.commit().map_err(apply)
 }
 

@@ -99,6 +99,118 @@ impl SettingValue for FileMode {
     }
 }
 
+/// `kennel.access_log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// Mongrel2's tnetstring list per line.
+    Mongrel2,
+    /// A JSON object per line.
+    Json,
+}
+
+impl SettingValue for AccessLogFormat {
+    fn parse_setting(text: &str, key: &str, _range: Option<Range>) -> Result<Self, String> {
+        match text {
+            "mongrel2" => Ok(AccessLogFormat::Mongrel2),
+            "json" => Ok(AccessLogFormat::Json),
+            _ => Err(format!(
+                "{text:?} is not a format for {key} (expected mongrel2 or json)"
+            )),
+        }
+    }
+}
+
+/// `kennel.log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text lines.
+    Plain,
+    /// JSON lines.
+    Json,
+}
+
+impl SettingValue for LogFormat {
+    fn parse_setting(text: &str, key: &str, _range: Option<Range>) -> Result<Self, String> {
+        match text {
+            "plain" => Ok(LogFormat::Plain),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "{text:?} is not a format for {key} (expected plain or json)"
+            )),
+        }
+    }
+}
+
+impl SettingValue for std::net::SocketAddr {
+    fn parse_setting(text: &str, key: &str, _range: Option<Range>) -> Result<Self, String> {
+        text.parse().map_err(|_| {
+            format!("{text:?} is not an address and port for {key} (such as 127.0.0.1:9180)")
+        })
+    }
+}
+
+/// Mongrel2 settings Kennel accepts but does not act on: key, Mongrel2's
+/// default, and why. A row setting one to anything but that default
+/// (which is what Kennel does anyway) is warned about once, at load.
+pub const IGNORED: &[(&str, &str, &str)] = &[
+    (
+        "limits.client_read_retries",
+        "5",
+        "a request head has a deadline instead (kennel.http.request_timeout_ms)",
+    ),
+    (
+        "limits.connection_stack_size",
+        "32768",
+        "Kennel has no coroutine stacks",
+    ),
+    (
+        "limits.fdtask_stack",
+        "102400",
+        "Kennel has no coroutine stacks",
+    ),
+    (
+        "limits.handler_stack",
+        "102400",
+        "Kennel has no coroutine stacks",
+    ),
+    (
+        "limits.dir_send_buffer",
+        "16384",
+        "files go out by sendfile(2) in 48 KiB steps",
+    ),
+    (
+        "limits.proxy_read_retries",
+        "100",
+        "a back end has a deadline instead (kennel.proxy.timeout_ms)",
+    ),
+    (
+        "limits.proxy_read_retry_warn",
+        "10",
+        "a back end has a deadline instead (kennel.proxy.timeout_ms)",
+    ),
+    (
+        "limits.url_path",
+        "256",
+        "Mongrel2 does not enforce it either; the head limits apply",
+    ),
+    (
+        "limits.kill_limit",
+        "2",
+        "each idle and rate check applies on its own",
+    ),
+    (
+        "superpoll.hot_dividend",
+        "4",
+        "Kennel has no superpoll; tokio polls with epoll",
+    ),
+    (
+        "superpoll.max_fd",
+        "10240",
+        "the open-file limit is raised to the hard limit at start",
+    ),
+    ("zeromq.threads", "1", "Kennel runs one ZeroMQ I/O thread"),
+];
+
 /// What [`Settings::apply`] made of one `setting` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -417,6 +529,17 @@ settings! {
     /// connections get to finish before the process exits. 0 exits at
     /// once; at most a year.
     "kennel.shutdown_grace_ms" => kennel_shutdown_grace_ms: u64 = 10000, 0..=31_536_000_000;
+    /// Kennel. Default unset (off). The admin listener's address, such as
+    /// `127.0.0.1:9180`: `/live`, `/ready` and `/metrics` (Prometheus
+    /// text). Plain HTTP; keep it on a loopback or private address.
+    "kennel.admin.listen" => kennel_admin_listen: Option<std::net::SocketAddr> = None;
+    /// Kennel. Default `mongrel2`. The access log's line format:
+    /// `mongrel2` (Mongrel2's tnetstring list, which `m2sh access` reads)
+    /// or `json` (one JSON object per line).
+    "kennel.access_log.format" => kennel_access_log_format: AccessLogFormat = AccessLogFormat::Mongrel2;
+    /// Kennel. Default `plain`. The server's own log (the error log):
+    /// `plain` text lines or `json` lines. Read at start.
+    "kennel.log.format" => kennel_log_format: LogFormat = LogFormat::Plain;
 }
 
 #[cfg(test)]
@@ -439,15 +562,21 @@ mod tests {
         assert!(!s.upload_stream);
         assert_eq!(s.kennel_handler_connect_wait_ms, 5000);
         assert!(s.kennel_zeromq_batch_scheduling);
-        assert_eq!(Settings::KEYS.len(), 57);
+        assert_eq!(Settings::KEYS.len(), 60);
     }
 
     #[test]
     fn every_key_is_settable() {
         for key in Settings::KEYS {
             let mut s = Settings::default();
-            let value = Settings::range(key).map_or(1, |(min, _)| min.max(1));
-            assert_eq!(s.apply(key, &value.to_string()), Ok(Applied::Set), "{key}");
+            let value = match *key {
+                "kennel.admin.listen" => "127.0.0.1:9180".to_owned(),
+                "kennel.access_log.format" | "kennel.log.format" => "json".to_owned(),
+                _ => Settings::range(key)
+                    .map_or(1, |(min, _)| min.max(1))
+                    .to_string(),
+            };
+            assert_eq!(s.apply(key, &value), Ok(Applied::Set), "{key}");
         }
     }
 

@@ -65,8 +65,8 @@ use crate::link::{Handoff, LinkRequest};
 use crate::registry::{Outbox, Outgoing};
 use crate::server::{Active, Counters, Server};
 
-use responses::{Local, Owed, Responses};
-pub use transport::Transport;
+use responses::{Done, Local, Owed, Responses};
+pub use transport::{Transport, BYTES_READ, BYTES_WRITTEN};
 
 /// Read buffer growth step: 2 KiB, a typical request head with room to
 /// spare (browsers send 0.5–1.5 KiB; a larger head grows the buffer). It
@@ -338,11 +338,14 @@ pub fn serve(
         alarm: Alarm::default(),
         credits_announced: false,
         unread_input: false,
+        request_started: Instant::now(),
+        route: None,
     };
     conn.touch();
     async move {
+        // A failed handshake ends here; dropping the connection counts it
+        // out.
         if conn.active.tls.is_some() && !Box::pin(conn.handshake()).await {
-            conn.server.connection_closed();
             return;
         }
         let end = conn.run().await;
@@ -409,6 +412,10 @@ struct Connection {
     /// The connection ends while the client may still be sending (a
     /// refusal, a body left unread): linger before the close.
     unread_input: bool,
+    /// When the current request's head was read.
+    request_started: Instant,
+    /// The statistics of the route answering the current request.
+    route: Option<Arc<crate::metrics::RouteStats>>,
 }
 
 impl Connection {
@@ -774,7 +781,12 @@ impl Connection {
             .copied()
             .unwrap_or(snapshot.default_host);
         let host = &snapshot.hosts[host_index];
-        let result = match host.routes.lookup(head.path()) {
+        let found = host.routes.lookup(head.path());
+        self.request_started = Instant::now();
+        self.route = Some(Arc::clone(
+            active.route_stats(host_index, found.as_ref().map(|r| r.index)),
+        ));
+        let result = match found {
             None => self.answer_without_body(&head, 404).await.map(|()| None),
             Some(route) => match *route.target {
                 Target::Handler(i) => self
@@ -865,18 +877,26 @@ impl Connection {
         } else {
             link.dispatch(&request)
         };
+        let stats = &active.handler_stats[handler];
         match handoff {
-            Handoff::Sent | Handoff::Held => self.responses.push(Owed::handler(head.method())),
+            Handoff::Sent | Handoff::Held => {
+                let counter = if matches!(handoff, Handoff::Sent) {
+                    &stats.sent
+                } else {
+                    &stats.held
+                };
+                Counters::bump(counter);
+                let done = self.done(head, stats);
+                self.responses.push(Owed::handler(head.method(), done));
+            }
             Handoff::Refused(why) => {
                 debug!(handler = link.handler_id(), reason = %why, "handler link refused a request");
-                Counters::bump(&self.server.counters().handler_unavailable);
+                self.handler_outage(stats, link.handler_id(), &why.to_string());
                 let retry = settings.kennel_handler_retry_after;
                 self.queue_local(Local::Bytes(http::service_unavailable(retry, false)), false);
+                self.log(head, 503, 0);
             }
         }
-        // Mongrel2 logs handler requests as 200 with the request body size:
-        // it never sees the handler's status.
-        self.log(head, 200, body.len());
         Ok(())
     }
 
@@ -1074,7 +1094,11 @@ impl Connection {
                 Outgoing::Unavailable if matches!(self.phase, Phase::WebSocket(_)) => {
                     return self.websocket_unavailable().await;
                 }
-                Outgoing::Unavailable => self.handler_unavailable().await?,
+                Outgoing::Unavailable => {
+                    if let Some(end) = self.handler_unavailable().await? {
+                        return Ok(Some(end));
+                    }
+                }
             }
         }
     }
@@ -1084,21 +1108,38 @@ impl Connection {
         self.outbox.as_ref()?.pop()
     }
 
-    /// A held request expired: its response is a 503.
-    async fn handler_unavailable(&mut self) -> Result<(), ConnError> {
-        let fresh =
-            matches!(self.responses.front(), Some(Owed::Handler { scanner }) if scanner.is_fresh());
+    /// A held request expired: its response is a 503 (closing after it
+    /// when the request did not keep the connection alive).
+    async fn handler_unavailable(&mut self) -> Result<Option<End>, ConnError> {
+        let fresh = matches!(self.responses.front(), Some(Owed::Handler { scanner, .. }) if scanner.is_fresh());
         if !fresh {
             debug!(peer = %self.peer, "a 503 for a request whose response already started; dropped");
-            return Ok(());
+            return Ok(None);
         }
-        self.responses.pop();
-        Counters::bump(&self.server.counters().handler_unavailable);
-        let retry = self.active.snapshot.settings.kennel_handler_retry_after;
-        self.write_all(&http::service_unavailable(retry, false))
-            .await?;
+        let Some(Owed::Handler {
+            done: Some(mut done),
+            ..
+        }) = self.responses.pop()
+        else {
+            return Ok(None);
+        };
+        let close = done.close;
+        let response = http::service_unavailable(
+            self.active.snapshot.settings.kennel_handler_retry_after,
+            close,
+        );
+        let handler = self
+            .outbox
+            .as_ref()
+            .and_then(|o| o.last_link())
+            .and_then(|id| self.server.link(id))
+            .map_or(0, |l| l.handler_id());
+        self.handler_outage(&done.handler, handler, "no handler process took it in time");
+        done.bytes = response.len() as u64;
+        self.handler_done(*done, 503, false);
+        self.write_all(&response).await?;
         self.touch();
-        Ok(())
+        Ok(close.then_some(End::Linger))
     }
 
     /// Writes a handler's bytes: the part that belongs to the response at
@@ -1106,7 +1147,7 @@ impl Connection {
     /// start of the next one, which may have to wait behind Kennel's own.
     async fn write_handler_bytes(&mut self, mut bytes: Bytes) -> Result<(), ConnError> {
         while !bytes.is_empty() {
-            let Some(Owed::Handler { scanner }) = self.responses.front() else {
+            let Some(Owed::Handler { scanner, done }) = self.responses.front() else {
                 if self.responses.is_empty() {
                     // Owed nothing: a push, written as it comes.
                     let n = bytes.len() as u64;
@@ -1122,13 +1163,19 @@ impl Connection {
             };
             let (n, outcome) = scanner.scan(&bytes);
             let part = bytes.split_to(n);
+            if let Some(done) = done {
+                done.bytes += n as u64;
+            }
             match outcome {
-                Some(Outcome::Complete { .. }) => {
-                    self.responses.pop();
+                Some(Outcome::Complete { status }) => {
+                    self.handler_completed(status);
                     self.websocket_refused();
                 }
                 Some(Outcome::Upgraded) => {
                     let extensions = scanner.negotiated_extensions();
+                    if let Some(done) = done.take() {
+                        self.handler_done(*done, 101, true);
+                    }
                     self.websocket_accepted(extensions);
                 }
                 Some(Outcome::UntilClose { .. }) | None => {}
@@ -1174,7 +1221,12 @@ impl Connection {
         };
         let owed_nothing = self.responses.is_empty();
         let skipped = match self.responses.front() {
-            Some(Owed::Handler { scanner }) => scanner.skip(len),
+            Some(Owed::Handler { scanner, done }) => {
+                if let Some(done) = done {
+                    done.bytes += len;
+                }
+                scanner.skip(len)
+            }
             _ if owed_nothing => Some(None),
             _ => None,
         };
@@ -1182,8 +1234,8 @@ impl Connection {
             Some(outcome) => {
                 self.send_file_range(&file, 0, len).await?;
                 match outcome {
-                    Some(Outcome::Complete { .. }) => {
-                        self.responses.pop();
+                    Some(Outcome::Complete { status }) => {
+                        self.handler_completed(status);
                         self.websocket_refused();
                     }
                     Some(Outcome::Upgraded) => self.websocket_accepted(false),
@@ -1301,6 +1353,7 @@ impl Connection {
                     .into())
                 }
                 Ok(n) => {
+                    transport::count(&transport::BYTES_WRITTEN, n);
                     progress.wrote(n);
                     self.wrote();
                     remaining -= n as u64;
@@ -1460,17 +1513,92 @@ impl Connection {
         }
     }
 
+    /// Logs and counts a response whose status is known now: Kennel's
+    /// own, a static file's, a back end's.
     fn log(&self, head: &Head, status: u16, size: usize) {
+        let elapsed = self.request_started.elapsed();
+        if let Some(route) = &self.route {
+            route.observe(status, elapsed);
+        }
         if let Some(log) = &self.active.access_log {
-            let host = head.host().unwrap_or(b"");
-            log.record(
-                host,
-                &self.peer.addr(),
-                head.method(),
-                head.path(),
-                head.version().as_str(),
+            log.record(&crate::access::Entry {
                 status,
-                size,
+                size: size as u64,
+                micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                ..self.entry(head)
+            });
+        }
+    }
+
+    /// The access log fields of the current request (status and size 0).
+    fn entry<'a>(&'a self, head: &'a Head) -> crate::access::Entry<'a> {
+        crate::access::Entry {
+            host: head.host().unwrap_or(b""),
+            peer: self.peer.addr(),
+            time: crate::access::unix_time(),
+            method: head.method(),
+            path: head.path(),
+            version: head.version().as_str(),
+            status: 0,
+            size: 0,
+            micros: 0,
+            route: self.route.as_ref().map_or("", |r| r.route()),
+        }
+    }
+
+    /// What a handler's response will be logged and counted with.
+    fn done(&self, head: &Head, handler: &Arc<crate::metrics::HandlerStats>) -> Done {
+        Done {
+            started: self.request_started,
+            route: self.route.clone(),
+            handler: Arc::clone(handler),
+            line: self
+                .active
+                .access_log
+                .as_ref()
+                .map(|_| crate::access::Pending::new(&self.entry(head), head.version().as_str())),
+            bytes: 0,
+            close: !head.keep_alive(),
+        }
+    }
+
+    /// The handler's response at the front is complete: out of the queue,
+    /// logged and counted.
+    fn handler_completed(&mut self, status: u16) {
+        if let Some(Owed::Handler {
+            done: Some(done), ..
+        }) = self.responses.pop()
+        {
+            self.handler_done(*done, status, true);
+        }
+    }
+
+    /// Logs and counts a handler's response (`answered`: it came from the
+    /// handler, not from Kennel on its behalf).
+    fn handler_done(&self, done: Done, status: u16, answered: bool) {
+        let elapsed = done.started.elapsed();
+        if answered {
+            Counters::bump(&done.handler.answered);
+        }
+        if let Some(route) = &done.route {
+            route.observe(status, elapsed);
+        }
+        if let (Some(log), Some(line)) = (&self.active.access_log, &done.line) {
+            let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+            log.record(&line.entry(status, done.bytes, micros));
+        }
+    }
+
+    /// A request got a 503 because no handler process took it: counted,
+    /// and warned about once per handler per 10 s, naming the handler.
+    fn handler_outage(&self, stats: &crate::metrics::HandlerStats, handler: i64, why: &str) {
+        Counters::bump(&self.server.counters().handler_unavailable);
+        if let Some(unwarned) = stats.outage(self.server.registry().now_ms()) {
+            warn!(
+                handler,
+                more_since_last_warning = unwarned,
+                "handler {handler} is not taking requests ({why}); answering 503 until a handler \
+                 process connects"
             );
         }
     }
@@ -1487,7 +1615,23 @@ impl Connection {
                 }
             }
         }
-        self.responses.clear();
+        // Handler responses still owed are logged as far as they got: the
+        // status of a head that was written (a response that lasts until
+        // the close), or 499 (nginx's "client closed request") when the
+        // client got nothing.
+        while let Some(owed) = self.responses.pop() {
+            if let Owed::Handler {
+                scanner,
+                done: Some(done),
+            } = owed
+            {
+                let status = scanner
+                    .status()
+                    .filter(|_| !scanner.is_fresh())
+                    .unwrap_or(499);
+                self.handler_done(*done, status, status != 499);
+            }
+        }
         // Handlers hear at once, not after the linger: for them the
         // connection is over.
         if let Some(outbox) = self.outbox.take() {

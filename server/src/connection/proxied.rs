@@ -384,14 +384,26 @@ impl Connection {
         unread_body: bool,
     ) -> Option<End> {
         let status = e.status();
-        warn!(
+        let shown = format!("{}:{}", backend.addr, backend.port);
+        debug!(
             peer = %self.peer,
-            backend = %format_args!("{}:{}", backend.addr, backend.port),
+            backend = %shown,
             path = %String::from_utf8_lossy(head.path()),
             status,
             error = %e,
             "proxy route failed"
         );
+        // Once per back end per 10 s: a client must not be able to fill
+        // the log by asking again.
+        if let Some(more) = self.server.may_warn(&format!("proxy {shown}")) {
+            warn!(
+                backend = %shown,
+                status,
+                error = %e,
+                more_since_last_warning = more,
+                "proxy back end {shown} failed; clients get {status}"
+            );
+        }
         let close = unread_body || !head.keep_alive();
         self.unread_input |= unread_body;
         self.queue_local(Local::Bytes(http::canned(status, close)), close);

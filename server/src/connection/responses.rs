@@ -15,10 +15,14 @@
 
 use std::collections::VecDeque;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use crate::dir;
 use crate::http::framing::ResponseScanner;
+use crate::metrics::{HandlerStats, RouteStats};
 
 /// A response Kennel makes itself.
 #[derive(Debug)]
@@ -43,14 +47,35 @@ pub enum Owed {
     Handler {
         /// Where the response ends.
         scanner: ResponseScanner,
+        /// What is logged and counted once it has ended (taken then).
+        done: Option<Box<Done>>,
     },
+}
+
+/// What a handler's response is logged and counted with once it ends.
+#[derive(Debug)]
+pub struct Done {
+    /// When its request's head was read.
+    pub started: Instant,
+    /// The route's statistics.
+    pub route: Option<Arc<RouteStats>>,
+    /// The handler's statistics.
+    pub handler: Arc<HandlerStats>,
+    /// The access log line, waiting for its status and size.
+    pub line: Option<crate::access::Pending>,
+    /// Bytes of the response written so far.
+    pub bytes: u64,
+    /// The request did not keep the connection alive: a response Kennel
+    /// makes on the handler's behalf (a 503) closes it.
+    pub close: bool,
 }
 
 impl Owed {
     /// A handler response to a request with `method`.
-    pub fn handler(method: &[u8]) -> Owed {
+    pub fn handler(method: &[u8], done: Done) -> Owed {
         Owed::Handler {
             scanner: ResponseScanner::new(method == b"HEAD"),
+            done: Some(Box::new(done)),
         }
     }
 }
@@ -115,11 +140,5 @@ impl Responses {
             }
         }
         front
-    }
-
-    /// Drops every owed response (the connection is ending).
-    pub fn clear(&mut self) {
-        self.first = None;
-        self.rest = None;
     }
 }

@@ -40,6 +40,18 @@ pub struct Tls {
     pub peer_cert_sha1: Option<[u8; 40]>,
 }
 
+/// Bytes read from clients by every transport of the process (the
+/// metrics' `bytes_read`; one server runs per process).
+pub static BYTES_READ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes written to clients (`bytes_written`), `sendfile(2)` included.
+pub static BYTES_WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Adds `n` to a byte count.
+pub fn count(counter: &std::sync::atomic::AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the connection has no stream")
 }
@@ -109,11 +121,14 @@ impl AsyncRead for Transport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
+        let before = buf.filled().len();
+        let read = match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_read(cx, buf),
             Transport::Gone => Poll::Ready(Err(gone())),
-        }
+        };
+        count(&BYTES_READ, buf.filled().len() - before);
+        read
     }
 }
 
@@ -123,11 +138,15 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
+        let wrote = match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
             Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_write(cx, buf),
             Transport::Gone => Poll::Ready(Err(gone())),
+        };
+        if let Poll::Ready(Ok(n)) = wrote {
+            count(&BYTES_WRITTEN, n);
         }
+        wrote
     }
 
     fn poll_write_vectored(
@@ -135,11 +154,15 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
+        let wrote = match self.get_mut() {
             Transport::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
             Transport::Tls(tls) => Pin::new(&mut tls.stream).poll_write_vectored(cx, bufs),
             Transport::Gone => Poll::Ready(Err(gone())),
+        };
+        if let Poll::Ready(Ok(n)) = wrote {
+            count(&BYTES_WRITTEN, n);
         }
+        wrote
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -41,7 +41,7 @@ use crate::config::Settings;
 use crate::http::{ChunkedDecoder, Head};
 use crate::link::{Handoff, Link, LinkRequest};
 use crate::registry::Outgoing;
-use crate::server::Active;
+use crate::server::{Active, Counters};
 
 /// Most body bytes read for one slice or one file write: 256 KiB. Enough
 /// that a fast client is not held back by per-message costs; small enough
@@ -131,7 +131,10 @@ impl Connection {
         let conn_id = outbox.id();
         // The response the handler owes; its bytes may come early (a
         // refusal) and then go out in order.
-        self.responses.push(Owed::handler(head.method()));
+        let stats = &active.handler_stats[handler];
+        Counters::bump(&stats.sent);
+        let done = self.done(head, stats);
+        self.responses.push(Owed::handler(head.method(), done));
         let announce = self.announce_credits();
         let cert = self.transport.peer_cert_sha1();
         let mut keys = [(&b""[..], &b""[..]); 2];
@@ -167,10 +170,8 @@ impl Connection {
             }
         };
         match result {
-            Ok(size) => {
-                self.log(head, 200, usize::try_from(size).unwrap_or(usize::MAX));
-                Ok(())
-            }
+            // Logged when the handler's response is complete.
+            Ok(_) => Ok(()),
             Err(Stop::Io(e)) => Err(e),
             Err(Stop::Refused) => {
                 debug!(peer = %self.peer, "the handler refused an upload; it stops here");
@@ -178,7 +179,6 @@ impl Connection {
                 // handler's response is out.
                 self.unread_input = true;
                 self.queue_local(Local::Bytes(Bytes::new()), true);
-                self.log(head, 200, 0);
                 Ok(())
             }
             Err(Stop::Unavailable) => {

@@ -146,6 +146,9 @@ pub trait Link: Send + Sync + std::fmt::Debug {
 
     /// Whether the link can take requests (false once it is down).
     fn is_up(&self) -> bool;
+
+    /// Requests waiting now for a handler process to connect.
+    fn held_now(&self) -> usize;
 }
 
 /// The links a connection has sent requests to (each is told when it

@@ -445,6 +445,10 @@ impl Link for Mongrel2Link {
     fn is_up(&self) -> bool {
         !self.down.load(Ordering::Acquire)
     }
+
+    fn held_now(&self) -> usize {
+        self.push.held.load(Ordering::Acquire)
+    }
 }
 
 impl Mongrel2Link {

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -25,6 +27,34 @@ pub struct TestServer {
     pub send_spec: String,
     pub recv_spec: String,
     server: Option<Background>,
+}
+
+/// A handler connected to a server's `send_spec`/`recv_spec` (whose
+/// `send_ident` is `sender`), with the PUB→SUB path proven: it replies to
+/// connection id 0 (never used) until the server answers with a
+/// disconnect notice for id 0.
+pub fn connect_handler(send_spec: &str, recv_spec: &str, sender: &str) -> Connection {
+    let conn = Connection::connect(send_spec, recv_spec).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        conn.deliver(sender, &[0], b"ping").unwrap();
+        if let Some(req) = conn.recv_timeout(Duration::from_millis(50)).unwrap() {
+            if req.is_disconnect() && req.conn_id() == 0 {
+                // Drain further notices for id 0 from earlier pings (and
+                // for connections that closed before this handler came).
+                while let Some(r) = conn.recv_timeout(Duration::from_millis(50)).unwrap() {
+                    assert!(r.is_disconnect(), "unexpected {r:?}");
+                }
+                return conn;
+            }
+            // Notices held for connections that closed before it came.
+            assert!(
+                req.is_disconnect(),
+                "unexpected message while connecting: {req:?}"
+            );
+        }
+        assert!(Instant::now() < deadline, "handler never connected");
+    }
 }
 
 /// Options for the test site.
@@ -115,22 +145,7 @@ impl TestServer {
     /// it replies to connection id 0 (never used) until the server answers
     /// with a disconnect notice for id 0.
     pub fn handler(&self) -> Connection {
-        let conn = Connection::connect(&self.send_spec, &self.recv_spec).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            conn.deliver(SENDER, &[0], b"ping").unwrap();
-            if let Some(req) = conn.recv_timeout(Duration::from_millis(50)).unwrap() {
-                if req.is_disconnect() && req.conn_id() == 0 {
-                    // Drain further notices for id 0 from earlier pings.
-                    while let Some(r) = conn.recv_timeout(Duration::from_millis(50)).unwrap() {
-                        assert!(r.is_disconnect() && r.conn_id() == 0, "unexpected {r:?}");
-                    }
-                    return conn;
-                }
-                panic!("unexpected message while connecting: {req:?}");
-            }
-            assert!(Instant::now() < deadline, "handler never connected");
-        }
+        connect_handler(&self.send_spec, &self.recv_spec, SENDER)
     }
 
     pub fn client(&self) -> Client {

@@ -28,6 +28,10 @@ pub const TESTED: &[(&str, &str)] = &[
         "cli/lifecycle",
         "lifecycle_cli.rs: cli_lifecycle_transcript",
     ),
+    ("cli/site-conf", "cli_load_conf, cli_load_conf_errors"),
+    ("cli/load-conf", "cli_load_conf"),
+    ("cli/load-conf-output", "cli_load_conf"),
+    ("cli/load-conf-errors", "cli_load_conf_errors"),
     ("configuration/sqlite3", "configuration_sqlite3"),
     (
         "configuration/first-site",

@@ -84,6 +84,8 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
+        // reqwest's TLS has no built-in crypto provider in this workspace.
+        kennel::tls::install_default_provider();
         let http = reqwest::blocking::Client::builder()
             .timeout(COMMAND_TIMEOUT)
             .build()
