@@ -100,6 +100,57 @@ impl DbArgs {
     }
 }
 
+/// Selects the config database and the servers for `start`, `stop`,
+/// `reload` and `running`, as m2sh does (its `-db` defaults to
+/// `config.sqlite` too).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LifecycleArgs {
+    /// The SQLite config database.
+    #[arg(long, value_name = "FILE", default_value = "config.sqlite")]
+    pub db: PathBuf,
+    /// Which server (at most one of these; none = the database's only server).
+    #[command(flatten)]
+    pub choice: ServerChoice,
+}
+
+/// m2sh's `-name`, `-host`, `-uuid` and `-every`, and Kennel's `--server`.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(id = "server_choice", multiple = false)]
+pub struct ServerChoice {
+    /// The server with this `name`.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The server whose `default_host` is this.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// The server with this `uuid`.
+    #[arg(long, value_name = "UUID")]
+    pub uuid: Option<String>,
+    /// The server with this uuid, else this name (as the other commands).
+    #[arg(long, value_name = "UUID|NAME")]
+    pub server: Option<String>,
+    /// Every server in the database.
+    #[arg(long)]
+    pub every: bool,
+}
+
+impl ServerChoice {
+    /// The selection these options make.
+    pub fn selection(&self) -> crate::lifecycle::Selection {
+        use crate::lifecycle::Selection;
+        match self {
+            ServerChoice { every: true, .. } => Selection::Every,
+            ServerChoice { name: Some(v), .. } => Selection::Name(v.clone()),
+            ServerChoice { host: Some(v), .. } => Selection::Host(v.clone()),
+            ServerChoice { uuid: Some(v), .. } => Selection::Uuid(v.clone()),
+            ServerChoice {
+                server: Some(v), ..
+            } => Selection::UuidOrName(v.clone()),
+            _ => Selection::Only,
+        }
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -147,6 +198,67 @@ pub enum Command {
         host: String,
         /// The request path.
         path: String,
+    },
+    /// Start servers (`kennel DB UUID`, as `m2sh start`) and wait until each serves.
+    #[command(after_help = "\
+A server that daemonizes (the server.daemonize setting, default 1) is waited for: the command
+returns once it serves (printing its pid and address) or says why it did not start (exiting
+as it did). One that does not daemonize runs in this process's place, in the foreground.
+Options may be written m2sh's way too: `kennel start -db config.sqlite -name main`.
+
+Examples:
+  kennel start --db config.sqlite --name main
+  kennel start --db config.sqlite --every
+  kennel start --db config.sqlite --uuid 2f62bd5-... --sudo")]
+    Start {
+        #[command(flatten)]
+        select: LifecycleArgs,
+        /// Run it through sudo, or through this command (`--sudo "sudo -u www"`),
+        /// as m2sh's `-sudo`. sudo's clean environment keeps the readiness
+        /// notice from arriving, so then only the launch is waited for.
+        #[arg(long, value_name = "COMMAND", num_args = 0..=1, default_missing_value = "sudo")]
+        sudo: Option<String>,
+    },
+    /// Stop a server (SIGINT to its pid file's pid, as `m2sh stop`) and wait until it is gone.
+    #[command(after_help = "\
+Exit status: 0 stopped, 3 not running (no pid file), 1 a stale pid file or the process still
+running after the wait, 64 a config problem. A second `kennel stop` during the drain makes the
+server exit at once.
+
+Example:
+  kennel stop --db config.sqlite --name main")]
+    Stop {
+        #[command(flatten)]
+        select: LifecycleArgs,
+        /// Send SIGTERM instead of SIGINT (m2sh's `-murder`; Kennel drains on both).
+        #[arg(long)]
+        murder: bool,
+        /// Wait at most this long for the process to exit (default: the
+        /// kennel.shutdown_grace_ms setting plus 5 s); 0 returns once signalled.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
+    /// Reload a server's config (SIGHUP to its pid file's pid, as `m2sh reload`).
+    #[command(after_help = "\
+Its log says whether the new config was taken (\"reloaded the config\") or refused and why.
+Exit status: 0 signalled, 3 not running (no pid file), 1 a stale pid file, 64 a config problem.
+
+Example:
+  kennel reload --db config.sqlite --name main")]
+    Reload {
+        #[command(flatten)]
+        select: LifecycleArgs,
+    },
+    /// Say whether a server runs (its pid file and `kill(pid, 0)`, as `m2sh running`).
+    #[command(after_help = "\
+Exit status (as LSB init scripts' status): 0 running, 1 not running but a (stale) pid file is
+there, 3 not running (no pid file), 64 a config problem.
+
+Example:
+  kennel running --db config.sqlite --name main")]
+    Running {
+        #[command(flatten)]
+        select: LifecycleArgs,
     },
     /// Replace the config with a Mongrel2 `.conf` file's, exactly as `m2sh
     /// load` does (default mimetypes included), in one transaction.
@@ -277,6 +389,9 @@ pub enum CliError {
     /// The TLS files of a `use_ssl` server are missing or wrong.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// Starting, signalling or finding a server's process failed.
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
     /// A `.conf` file could not be loaded.
     #[error(transparent)]
     Conf(#[from] config::ConfError),
@@ -307,6 +422,7 @@ impl CliError {
             | CliError::Tls(_) => EXIT_CONFIG,
             CliError::NoMatch(_) | CliError::Output(_) => EXIT_FAILURE,
             CliError::Serve(e) => e.exit_code(),
+            CliError::Lifecycle(e) => e.exit_code(),
             CliError::Conf(_) => EXIT_CONFIG,
             CliError::DeployLog(e) if e.is_database() => EXIT_CONFIG,
             CliError::DeployLog(_) => EXIT_FAILURE,
@@ -327,7 +443,7 @@ fn require_file(path: &Path) -> Result<(), CliError> {
 
 /// Parses the process arguments, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(m2sh_style_args(std::env::args_os()));
     let command = match (cli.command, cli.config, cli.server_uuid) {
         (Some(command), _, _) => command,
         (None, Some(db), Some(uuid)) => {
@@ -367,6 +483,166 @@ fn serve(db: &Path, selector: &ServerSelector, mode: process::Mode) -> ExitCode 
             eprintln!("kennel: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// m2sh writes long options with one dash (`-db`, `-name`, `-every`);
+/// clap wants two. Rewrites `-word` and `-word=value` to `--word...` when
+/// `word` is a long option of the subcommand given (and longer than one
+/// letter), so `kennel start -db config.sqlite -name main` works as the
+/// `m2sh` line it replaces. Arguments after `--` are left alone.
+pub fn m2sh_style_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let cli = Cli::command();
+    let Some(sub) = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|name| cli.find_subcommand(name))
+    else {
+        return args;
+    };
+    let longs: Vec<&str> = sub.get_arguments().filter_map(|a| a.get_long()).collect();
+    let mut rewritten = Vec::with_capacity(args.len());
+    let mut options_end = false;
+    for (i, arg) in args.iter().enumerate() {
+        let text = arg.to_str().unwrap_or("");
+        options_end |= i >= 2 && text == "--";
+        let word = text
+            .strip_prefix('-')
+            .filter(|w| !w.starts_with('-'))
+            .map(|w| w.split_once('=').map_or(w, |(name, _)| name));
+        match word {
+            Some(name) if i >= 2 && !options_end && name.len() > 1 && longs.contains(&name) => {
+                rewritten.push(format!("-{text}").into());
+            }
+            _ => rewritten.push(arg.clone()),
+        }
+    }
+    rewritten
+}
+
+/// Runs `one` for each server `select` chooses. For one server its error
+/// is the command's; for `--every`, each line is prefixed with the server's
+/// name, each failure is reported as it happens, and the command fails
+/// with the first failure's exit code.
+fn for_each_server(
+    select: &LifecycleArgs,
+    out: &mut dyn Write,
+    mut one: impl FnMut(&config::Server, &mut dyn Write, &str) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    use crate::lifecycle::{self, LifecycleError, Selection};
+    require_file(&select.db)?;
+    let selection = select.choice.selection();
+    let servers = lifecycle::select(&select.db, &selection)?;
+    if selection != Selection::Every {
+        return servers.iter().try_for_each(|server| one(server, out, ""));
+    }
+    let mut first_code = None;
+    let mut failed = 0;
+    for server in &servers {
+        let prefix = format!("server {}: ", lifecycle::display_name(server));
+        if let Err(e) = one(server, out, &prefix) {
+            out.flush()?;
+            eprintln!("kennel: {prefix}{e}");
+            failed += 1;
+            first_code.get_or_insert(e.exit_code());
+        }
+    }
+    match first_code {
+        None => Ok(()),
+        Some(code) => Err(LifecycleError::Several {
+            failed,
+            total: servers.len(),
+            code,
+        }
+        .into()),
+    }
+}
+
+/// `kennel start`, `stop`, `reload` and `running`.
+fn run_lifecycle(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
+    use crate::lifecycle::{self, Launcher, LifecycleError, PidState, Started};
+    use nix::sys::signal::Signal;
+    match command {
+        Command::Start { select, sudo } => {
+            let program = std::env::current_exe().map_err(|source| LifecycleError::Launch {
+                program: "kennel (finding its own path)".into(),
+                source,
+            })?;
+            let launcher = Launcher {
+                program,
+                sudo: sudo.clone(),
+            };
+            require_file(&select.db)?;
+            let servers = lifecycle::select(&select.db, &select.choice.selection())?;
+            // The setting is the database's, so one server tells for all.
+            if !Launcher::daemonizes(&select.db, &servers[0]) {
+                if servers.len() > 1 || select.choice.every {
+                    return Err(LifecycleError::Foreground.into());
+                }
+                out.flush()?;
+                return Err(launcher.exec(&select.db, &servers[0]).into());
+            }
+            for_each_server(select, out, |server, out, prefix| {
+                match launcher.start(&select.db, server)? {
+                    Started::Serving { pid, status } => {
+                        writeln!(out, "{prefix}kennel at PID {pid} running ({status}).")?
+                    }
+                    Started::Launched => writeln!(
+                        out,
+                        "{prefix}started through {}; it daemonized (`kennel running` says \
+                         whether it serves)",
+                        launcher.sudo.as_deref().unwrap_or("sudo")
+                    )?,
+                }
+                Ok(())
+            })
+        }
+        Command::Stop {
+            select,
+            murder,
+            wait,
+        } => {
+            let signal = if *murder {
+                Signal::SIGTERM
+            } else {
+                Signal::SIGINT
+            };
+            for_each_server(select, out, |server, out, prefix| {
+                let pid = lifecycle::signal(server, signal)?;
+                match wait {
+                    Some(0) => writeln!(out, "{prefix}sent {signal} to kennel at PID {pid}.")?,
+                    _ => {
+                        let timeout = wait
+                            .map(std::time::Duration::from_secs)
+                            .unwrap_or_else(|| lifecycle::stop_timeout(&select.db, server));
+                        lifecycle::wait_for_exit(pid, signal, timeout)?;
+                        writeln!(out, "{prefix}kennel at PID {pid} stopped.")?;
+                    }
+                }
+                Ok(())
+            })
+        }
+        Command::Reload { select } => for_each_server(select, out, |server, out, prefix| {
+            let pid = lifecycle::signal(server, Signal::SIGHUP)?;
+            writeln!(
+                out,
+                "{prefix}sent SIGHUP to kennel at PID {pid}: it reloads its config (its log says \
+                 whether the new one was taken)."
+            )?;
+            Ok(())
+        }),
+        Command::Running { select } => for_each_server(select, out, |server, out, prefix| {
+            // "Not running" is the error, on standard error, as `kennel
+            // route` says "no route".
+            let pid = PidState::of(server)?.running()?;
+            writeln!(out, "{prefix}kennel at PID {pid} running.")?;
+            Ok(())
+        }),
+        _ => unreachable!("not a lifecycle command"),
     }
 }
 
@@ -492,6 +768,10 @@ pub fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
             writeln!(out, "route: {} (prefix {:?})", found.key, found.prefix)?;
             writeln!(out, "target: {}", describe_target(&snapshot, *found.target))?;
         }
+        Command::Start { .. }
+        | Command::Stop { .. }
+        | Command::Reload { .. }
+        | Command::Running { .. } => run_lifecycle(command, out)?,
         Command::LoadConf { conf, db } => {
             let report = config::load_conf(conf, db)?;
             for warning in &report.warnings {

@@ -577,6 +577,7 @@ impl ControlPort {
             {
                 let _ = std::fs::create_dir_all(dir);
             }
+            crate::link::check_ipc_endpoint(spec).map_err(BindError::Bind)?;
         }
         let context = zmq::Context::new();
         let rep = context.socket(zmq::REP)?;

@@ -32,6 +32,9 @@
 //! - [`admin`]: the admin listener (`/live`, `/ready`, `/metrics`).
 //! - [`metrics`]: per-route and per-handler statistics for `/metrics`.
 //! - [`process`]: listening socket, chroot, daemon, pid file, logging, signals.
+//! - [`notify`]: systemd's readiness protocol (`NOTIFY_SOCKET`), both ends.
+//! - [`lifecycle`]: `kennel start`, `stop`, `reload` and `running`: a
+//!   server's process seen from outside (pid file, signals, readiness).
 //! - [`cli`]: the `kennel` command line.
 
 pub mod access;
@@ -43,8 +46,10 @@ pub mod connection;
 pub mod control;
 pub mod dir;
 pub mod http;
+pub mod lifecycle;
 pub mod link;
 pub mod metrics;
+pub mod notify;
 pub mod pattern;
 pub mod process;
 pub mod proxy;

@@ -4,8 +4,12 @@
 //! thread starts.
 //!
 //! Owns the process-level lifecycle of `kennel serve` and Mongrel2's form
-//! `kennel CONFIG.sqlite SERVER_UUID`. The serving itself is
-//! [`crate::server::run`]; config loading is [`crate::config`].
+//! `kennel CONFIG.sqlite SERVER_UUID`, including what it tells a service
+//! manager ([`crate::notify`]: `READY=1` once serving, `RELOADING=1` and
+//! `READY=1` around a reload, `STOPPING=1` when the drain begins). The
+//! serving itself is [`crate::server::run`]; config loading is
+//! [`crate::config`]; starting and signalling a server from outside is
+//! [`crate::lifecycle`].
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -23,10 +27,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{self, ConfigError, ServerSelector, Snapshot};
+use crate::notify::Notifier;
 
 /// The listen backlog: room for a burst of new connections while every
 /// worker is busy (Mongrel2 uses 128, which drops SYNs under load tests).
 pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// How often a draining server's status line (`STATUS=draining N
+/// connections`) is brought up to date for the service manager.
+const DRAIN_STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// How the server was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,14 +120,35 @@ impl ProcessError {
 }
 
 /// Loads the config, sets the process up and serves until SIGINT/SIGTERM.
+///
+/// With `NOTIFY_SOCKET` set (systemd's `Type=notify`, or `kennel start`),
+/// says when it serves, reloads and stops, and why it could not start.
 pub fn serve(db: &Path, selector: &ServerSelector, mode: Mode) -> Result<(), ProcessError> {
+    // Connected before any chroot hides the socket's path.
+    let notifier = Arc::new(Notifier::from_env());
+    let result = serve_with(db, selector, mode, &notifier);
+    if let Err(e) = &result {
+        notifier.failed(&e.to_string(), e.exit_code());
+    }
+    result
+}
+
+fn serve_with(
+    db: &Path,
+    selector: &ServerSelector,
+    mode: Mode,
+    notifier: &Arc<Notifier>,
+) -> Result<(), ProcessError> {
     let snapshot = config::load(db, selector)?;
     for warning in &snapshot.warnings {
         eprintln!("kennel: warning: {warning}");
     }
     let server_id = snapshot.server.id;
-    // Before binding, so a second copy of a running server says why.
-    check_pid_file(&snapshot)?;
+    // Before binding, so a second copy of a running server says why (the
+    // path as seen from here, outside the chroot).
+    if let Some(path) = pid_file_path(&snapshot.server) {
+        check_pid_file(&snapshot, &path)?;
+    }
     let listener = listen(&snapshot)?;
     let daemonize = match mode {
         Mode::Foreground => false,
@@ -141,7 +171,7 @@ pub fn serve(db: &Path, selector: &ServerSelector, mode: Mode) -> Result<(), Pro
     };
     // Before the chroot moves the file system under us.
     let source = reload_source(db, &snapshot);
-    enter_chroot(&snapshot)?;
+    let dropped_to = enter_chroot(&snapshot)?;
     if let Some(dev_null) = &dev_null {
         // Before any thread exists: the runtime and ZeroMQ start later.
         let daemonized = nix::unistd::daemon(true, true).and_then(|()| {
@@ -153,12 +183,18 @@ pub fn serve(db: &Path, selector: &ServerSelector, mode: Mode) -> Result<(), Pro
             server: server_id,
             reason: format!("cannot daemonize: {e}"),
         })?;
+        // The pid a listener waits on from here (`kennel start` notices a
+        // daemon that dies before it is ready).
+        notifier.main_pid("starting");
     }
     let error_log = init_logging(&snapshot, daemonize)?;
+    if let Some((uid, gid)) = dropped_to {
+        info!(uid, gid, chroot = %snapshot.server.chroot, "chrooted; now running as the owner of the chroot directory");
+    }
     raise_open_file_limit();
     // From here on a daemon has no terminal: errors go to the error log too.
     let pid_file = write_pid_file(&snapshot).inspect_err(|e| error!(error = %e, "cannot start"))?;
-    let result = run_runtime(snapshot, listener, source, error_log);
+    let result = run_runtime(snapshot, listener, source, error_log, Arc::clone(notifier));
     if let Some(path) = pid_file {
         let _ = std::fs::remove_file(path);
     }
@@ -201,45 +237,70 @@ pub fn listen(snapshot: &Snapshot) -> Result<TcpListener, ProcessError> {
     Ok(listener)
 }
 
-/// Mongrel2's chroot: as root, chroot into the directory and become the
-/// user and group that own it; otherwise ("test mode") just run inside it.
-fn enter_chroot(snapshot: &Snapshot) -> Result<(), ProcessError> {
+/// Mongrel2's chroot and privilege drop (`mongrel2/src/unixy.c`): as root,
+/// chroot into the directory and become the user and group that own it;
+/// otherwise ("test mode") just run inside it. Without a chroot, as in
+/// Mongrel2, the real user and group become the effective ones too (which
+/// matters only for a set-uid binary).
+///
+/// Unlike Mongrel2, the supplementary groups are set to the directory's
+/// group alone: Mongrel2 keeps root's (so group 0 stays with the server).
+/// Returns the user and group the server now runs as, when it changed them.
+fn enter_chroot(snapshot: &Snapshot) -> Result<Option<(u32, u32)>, ProcessError> {
+    use nix::unistd::{getgid, getuid, setgid, setgroups, setuid, Gid, Uid};
     let dir = &snapshot.server.chroot;
-    if dir.is_empty() {
-        return Ok(());
-    }
     let fail = |reason: String| ProcessError::Chroot {
         server: snapshot.server.id,
         reason,
     };
+    let root = nix::unistd::geteuid().is_root();
+    if dir.is_empty() || !root {
+        setgid(getgid()).map_err(|e| fail(format!("setgid {}: {e}", getgid())))?;
+        setuid(getuid()).map_err(|e| fail(format!("setuid {}: {e}", getuid())))?;
+    }
+    if dir.is_empty() {
+        return Ok(None);
+    }
     let meta = std::fs::metadata(dir).map_err(|e| fail(format!("{dir:?}: {e}")))?;
-    if nix::unistd::geteuid().is_root() {
+    if root {
+        let (uid, gid) = (meta.uid(), meta.gid());
         std::os::unix::fs::chroot(dir).map_err(|e| fail(format!("chroot {dir:?}: {e}")))?;
         std::env::set_current_dir("/").map_err(|e| fail(format!("chdir /: {e}")))?;
-        nix::unistd::setgid(nix::unistd::Gid::from_raw(meta.gid()))
-            .map_err(|e| fail(format!("setgid {}: {e}", meta.gid())))?;
-        nix::unistd::setuid(nix::unistd::Uid::from_raw(meta.uid()))
-            .map_err(|e| fail(format!("setuid {}: {e}", meta.uid())))?;
+        // Groups first: only root may change them.
+        setgroups(&[Gid::from_raw(gid)]).map_err(|e| fail(format!("setgroups [{gid}]: {e}")))?;
+        setgid(Gid::from_raw(gid)).map_err(|e| fail(format!("setgid {gid}: {e}")))?;
+        setuid(Uid::from_raw(uid)).map_err(|e| fail(format!("setuid {uid}: {e}")))?;
+        Ok(Some((uid, gid)))
     } else {
         std::env::set_current_dir(dir).map_err(|e| fail(format!("chdir {dir:?}: {e}")))?;
         eprintln!("kennel: not root, so not chrooting: running inside {dir:?} instead");
+        Ok(None)
     }
-    Ok(())
 }
 
-/// Refuses to start if the pid file names a live process (another copy of
-/// this server); a stale one is left for [`write_pid_file`] to replace.
-fn check_pid_file(snapshot: &Snapshot) -> Result<(), ProcessError> {
-    if snapshot.server.pid_file.is_empty() {
-        return Ok(());
+/// Where `server`'s pid file is, seen from outside its chroot (before the
+/// server enters it, and from `kennel stop` and friends): m2sh's
+/// `<chroot><pid_file>`, relative to the current directory. `None` when
+/// the server has no pid file.
+pub fn pid_file_path(server: &config::Server) -> Option<PathBuf> {
+    if server.pid_file.is_empty() {
+        None
+    } else if server.chroot.is_empty() {
+        Some(PathBuf::from(&server.pid_file))
+    } else {
+        Some(Path::new(&server.chroot).join(server.pid_file.trim_start_matches('/')))
     }
-    let path = snapshot.server_path(&snapshot.server.pid_file);
-    if let Some(pid) = std::fs::read_to_string(&path)
+}
+
+/// Refuses to start if the pid file at `path` names a live process
+/// (another copy of this server, perhaps running as another user); a stale
+/// one is left for [`write_pid_file`] to replace.
+fn check_pid_file(snapshot: &Snapshot, path: &Path) -> Result<(), ProcessError> {
+    if let Some(pid) = std::fs::read_to_string(path)
         .ok()
         .and_then(|text| text.trim().parse::<i32>().ok())
     {
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if alive && pid != std::process::id() as i32 {
+        if crate::lifecycle::is_alive(pid) && pid != std::process::id() as i32 {
             return Err(ProcessError::PidFile {
                 server: snapshot.server.id,
                 reason: format!(
@@ -258,8 +319,8 @@ fn write_pid_file(snapshot: &Snapshot) -> Result<Option<PathBuf>, ProcessError> 
     if snapshot.server.pid_file.is_empty() {
         return Ok(None);
     }
-    check_pid_file(snapshot)?;
     let path = snapshot.server_path(&snapshot.server.pid_file);
+    check_pid_file(snapshot, &path)?;
     let fail = |reason: String| ProcessError::PidFile {
         server: snapshot.server.id,
         reason,
@@ -414,6 +475,7 @@ fn run_runtime(
     listener: TcpListener,
     source: crate::server::Source,
     error_log: Option<Arc<LogFile>>,
+    notifier: Arc<Notifier>,
 ) -> Result<(), ProcessError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -421,18 +483,30 @@ fn run_runtime(
         .build()
         .map_err(ProcessError::Runtime)?;
     runtime.block_on(async move {
+        // First: a signal from whoever waits for READY=1 (or one during the
+        // start) is then handled, not the end of the process.
+        let signals = Signals::install()?;
+        let bound = listener.local_addr().map_err(ProcessError::Runtime)?;
         let listener =
             tokio::net::TcpListener::from_std(listener).map_err(ProcessError::Runtime)?;
         let shutdown = CancellationToken::new();
+        let configured = (snapshot.server.bind_addr.clone(), snapshot.server.port);
         let server = crate::server::Server::start(Arc::new(snapshot)).inspect_err(|e| {
             error!(error = %e, "cannot start");
         })?;
         server.set_source(source);
+        let status = ServingStatus { bound, configured };
         tokio::spawn(watch_signals(
+            signals,
             shutdown.clone(),
             Arc::clone(&server),
             error_log,
+            Arc::clone(&notifier),
+            status.clone(),
         ));
+        // The listener is bound and listening: connections queue in its
+        // backlog from now on, and the accept loop starts at once.
+        notifier.ready(&status.describe(&server, None));
         // On a worker, not on this thread: accepting where the connection
         // tasks run saves a cross-thread wake-up per new connection.
         let serving = tokio::spawn(async move {
@@ -458,37 +532,103 @@ fn run_runtime(
     Ok(())
 }
 
-/// SIGINT/SIGTERM: stop accepting and drain; a second one exits at once.
-/// SIGHUP: reopen the error log and reload the config.
+/// The signal streams, installed once.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, ProcessError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).map_err(ProcessError::Runtime)?,
+            term: signal(SignalKind::terminate()).map_err(ProcessError::Runtime)?,
+            hup: signal(SignalKind::hangup()).map_err(ProcessError::Runtime)?,
+        })
+    }
+}
+
+/// The service manager's status line while serving: where, and how the
+/// last reload went.
+#[derive(Debug, Clone)]
+struct ServingStatus {
+    /// The address bound at start (the real port when the config says 0).
+    bound: SocketAddr,
+    /// `bind_addr` and `port` at start.
+    configured: (String, u16),
+}
+
+impl ServingStatus {
+    fn describe(
+        &self,
+        server: &crate::server::Server,
+        reload: Option<&Result<(), crate::server::ReloadError>>,
+    ) -> String {
+        let current = server.current();
+        let s = &current.snapshot.server;
+        let addr =
+            if (s.bind_addr.as_str(), s.port) == (self.configured.0.as_str(), self.configured.1) {
+                self.bound.to_string()
+            } else {
+                format!("{}:{}", s.bind_addr, s.port)
+            };
+        match reload {
+            None => format!("serving on {addr}"),
+            Some(Ok(())) => format!("serving on {addr}; config reloaded"),
+            Some(Err(e)) => {
+                format!("serving on {addr} with the previous config; the reload was refused: {e}")
+            }
+        }
+    }
+}
+
+/// The service manager's status line while draining.
+fn draining_status(server: &crate::server::Server) -> String {
+    let open = crate::server::Counters::get(&server.counters().connections_open);
+    let plural = if open == 1 { "" } else { "s" };
+    format!("draining {open} connection{plural}")
+}
+
+/// SIGINT/SIGTERM: stop accepting and drain (`STOPPING=1`); a second one
+/// exits at once. SIGHUP: reopen the error log and reload the config
+/// (`RELOADING=1`, then `READY=1` whatever the outcome: the old config
+/// keeps serving when the new one is refused).
 async fn watch_signals(
+    mut signals: Signals,
     shutdown: CancellationToken,
     server: Arc<crate::server::Server>,
     error_log: Option<Arc<LogFile>>,
+    notifier: Arc<Notifier>,
+    status: ServingStatus,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        warn!("cannot install signal handlers");
-        return;
-    };
+    // One RELOADING=1 ... READY=1 pair at a time, in signal order.
+    let reloads = Arc::new(tokio::sync::Mutex::new(()));
     let mut stopping = false;
     loop {
         tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {
+            _ = signals.int.recv() => {}
+            _ = signals.term.recv() => {}
+            _ = signals.hup.recv() => {
                 if let Some(log) = &error_log {
                     if let Err(e) = log.reopen() {
                         warn!(file = %log.path.display(), error = %e, "cannot reopen the error log; still writing the old one");
                     }
                 }
                 info!("SIGHUP: reloading the config");
-                let server = Arc::clone(&server);
-                // Its outcome is logged by reload itself.
-                tokio::spawn(async move { server.reload().await });
+                let (server, notifier, status, shutdown) =
+                    (Arc::clone(&server), Arc::clone(&notifier), status.clone(), shutdown.clone());
+                let reloads = Arc::clone(&reloads);
+                tokio::spawn(async move {
+                    let _pair = reloads.lock().await;
+                    notifier.reloading("reloading the config");
+                    // Its outcome is logged by reload itself.
+                    let outcome = server.reload().await;
+                    if !shutdown.is_cancelled() {
+                        notifier.ready(&status.describe(&server, Some(&outcome)));
+                    }
+                });
                 continue;
             }
         }
@@ -498,6 +638,16 @@ async fn watch_signals(
         }
         stopping = true;
         info!("shutting down: no new connections, draining the current ones (a second SIGINT exits at once)");
+        notifier.stopping(&draining_status(&server));
         shutdown.cancel();
+        if notifier.is_enabled() {
+            let (server, notifier) = (Arc::clone(&server), Arc::clone(&notifier));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(DRAIN_STATUS_EVERY).await;
+                    notifier.status(&draining_status(&server));
+                }
+            });
+        }
     }
 }

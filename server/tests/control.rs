@@ -348,16 +348,19 @@ fn set(site: &Site, sql: &str) {
 fn a_configured_control_port_that_cannot_be_bound_stops_the_start() {
     let site = site();
     let root = site.root().display().to_string();
+    // A regular file where the socket's directory should be: no directory
+    // can be made there, so the bind fails.
+    std::fs::write(site.root().join("afile"), "").unwrap();
     set(
         &site,
-        "UPDATE server SET control_port = 'ipc://{root}/no/such/dir/control'",
+        "UPDATE server SET control_port = 'ipc://{root}/afile/dir/control'",
     );
     let (code, said) = serve_fails(site.root(), &site.db);
     assert_eq!(code, Some(64), "{said}");
     assert!(
         said.contains(&format!(
             "server 1: column control_port: cannot bind the control port \
-             \"ipc://{root}/no/such/dir/control\": No such file or directory"
+             \"ipc://{root}/afile/dir/control\": {root}/afile/dir: Not a directory (os error 20)"
         )),
         "{said}"
     );
@@ -366,14 +369,14 @@ fn a_configured_control_port_that_cannot_be_bound_stops_the_start() {
     set(
         &site,
         "UPDATE server SET control_port = '';
-         INSERT INTO setting (key, value) VALUES ('control_port', 'ipc://{root}/nodir/control');",
+         INSERT INTO setting (key, value) VALUES ('control_port', 'ipc://{root}/afile/control');",
     );
     let (code, said) = serve_fails(site.root(), &site.db);
     assert_eq!(code, Some(64), "{said}");
     assert!(
         said.contains(&format!(
-            "server 1: column control_port: cannot bind the control port \"ipc://{root}/nodir/control\" \
-             (the control_port setting; the column is empty): No such file or directory"
+            "server 1: column control_port: cannot bind the control port \"ipc://{root}/afile/control\" \
+             (the control_port setting; the column is empty): {root}/afile is not a directory"
         )),
         "{said}"
     );
@@ -381,10 +384,12 @@ fn a_configured_control_port_that_cannot_be_bound_stops_the_start() {
 
 #[test]
 fn the_default_control_port_is_best_effort_as_in_mongrel2() {
-    // A working directory without run/: Mongrel2's default cannot be
-    // bound; the server runs without a control port and says so.
+    // A working directory where run/ cannot be made: Mongrel2's default
+    // cannot be bound; the server runs without a control port and says so.
     let site = site();
     let elsewhere = tempfile::tempdir().unwrap();
+    // `run` is a file there, so `run/control` cannot be made.
+    std::fs::write(elsewhere.path().join("run"), "").unwrap();
     let kennel = KennelProcess::start_in(&site.db, elsewhere.path(), site.port, None);
     let log = kennel.log();
     assert!(

@@ -246,6 +246,37 @@ fn start_up_errors_are_precise_and_exit_64() {
         err.contains("handler 7: column send_spec: cannot bind \"bogus://x\""),
         "{err}"
     );
+
+    // An ipc endpoint under a regular file: libzmq's errno there made the
+    // zmq crate panic; it is a config error naming the row.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    std::fs::write(
+        &bad,
+        format!(
+            "UPDATE handler SET send_spec = 'ipc://{}/send' WHERE id = 7;",
+            file.display()
+        ),
+    )
+    .unwrap();
+    assert!(kennel()
+        .args(["load", "--db"])
+        .arg(&db)
+        .arg(&bad)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let out = kennel().args(["serve", "--db"]).arg(&db).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains(&format!(
+            "handler 7: column send_spec: cannot bind \"ipc://{f}/send\": {f} is not a directory",
+            f = file.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -38,6 +38,31 @@ use crate::registry::Registry;
 
 pub use mongrel2::{LinkError, Mongrel2Link};
 
+#[cfg(test)]
+mod endpoint_tests {
+    use super::check_ipc_endpoint;
+
+    #[test]
+    fn ipc_endpoints_need_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let ok = format!("ipc://{}/sock", dir.path().display());
+        assert_eq!(check_ipc_endpoint(&ok), Ok(()));
+        assert_eq!(check_ipc_endpoint("tcp://127.0.0.1:1"), Ok(()));
+        assert_eq!(check_ipc_endpoint("ipc://*"), Ok(()));
+        let under_file = format!("ipc://{}/sock", file.display());
+        assert_eq!(
+            check_ipc_endpoint(&under_file),
+            Err(format!("{} is not a directory", file.display()))
+        );
+        let missing = format!("ipc://{}/none/sock", dir.path().display());
+        assert!(check_ipc_endpoint(&missing)
+            .unwrap_err()
+            .ends_with("No such file or directory (os error 2)"));
+    }
+}
+
 /// A link's stable name: the same `send_spec` + `recv_spec` keeps its id
 /// for the life of the server, across config reloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,6 +211,29 @@ impl LinkIds {
             LinkIds::One(id) => std::slice::from_ref(id),
             LinkIds::Many(ids) => ids,
         }
+    }
+}
+
+/// Checks that an `ipc://` endpoint's directory exists and is one, before
+/// ZeroMQ binds it: libzmq reports some such failures with an errno the
+/// `zmq` crate does not know, and that crate panics on one ("unknown
+/// error"), which would take the server down over a typo in a path. Other
+/// endpoints pass.
+pub fn check_ipc_endpoint(spec: &str) -> Result<(), String> {
+    let Some(path) = spec.strip_prefix("ipc://") else {
+        return Ok(());
+    };
+    if path == "*" || path.starts_with('@') {
+        return Ok(());
+    }
+    let dir = match std::path::Path::new(path).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("{} is not a directory", dir.display())),
+        Err(e) => Err(format!("{}: {e}", dir.display())),
     }
 }
 

@@ -101,6 +101,18 @@ pub enum LinkError {
         /// ZeroMQ's reason.
         source: zmq::Error,
     },
+    /// An `ipc://` endpoint whose directory cannot hold a socket.
+    #[error("handler {id}: column {column}: cannot bind {spec:?}: {problem}")]
+    Endpoint {
+        /// `handler.id`.
+        id: i64,
+        /// `send_spec` or `recv_spec`.
+        column: &'static str,
+        /// The endpoint.
+        spec: String,
+        /// What is wrong with its directory.
+        problem: String,
+    },
     /// Creating or configuring a socket failed.
     #[error("zeromq: {0}")]
     Zmq(#[from] zmq::Error),
@@ -557,6 +569,14 @@ fn bind(
     column: &'static str,
     spec: &str,
 ) -> Result<(), LinkError> {
+    if let Err(problem) = super::check_ipc_endpoint(spec) {
+        return Err(LinkError::Endpoint {
+            id: handler.id,
+            column,
+            spec: spec.to_owned(),
+            problem,
+        });
+    }
     socket.bind(spec).map_err(|source| LinkError::Bind {
         id: handler.id,
         column,

@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 pub const TESTED: &[(&str, &str)] = &[
     ("cli/check-error", "cli_check_error"),
     ("cli/examples", "cli_examples"),
+    (
+        "cli/lifecycle",
+        "lifecycle_cli.rs: cli_lifecycle_transcript",
+    ),
     ("cli/site-conf", "cli_load_conf, cli_load_conf_errors"),
     ("cli/load-conf", "cli_load_conf"),
     ("cli/load-conf-output", "cli_load_conf"),
