@@ -341,8 +341,9 @@ pub fn serve(
     };
     conn.touch();
     async move {
+        // A failed handshake ends here; dropping the connection counts it
+        // out (Drop), as for every other end.
         if conn.active.tls.is_some() && !Box::pin(conn.handshake()).await {
-            conn.server.connection_closed();
             return;
         }
         let end = conn.run().await;
