@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Kennel vs Mongrel2 vs nginx, on one machine, in one run.
 #
-#   bash bench/run.sh                      the full run (about 20 minutes)
-#   BENCH_SECONDS=2 BENCH_REPS=1 bash bench/run.sh    a quick check (about 4 minutes)
+#   bash bench/run.sh                      the full run (about 25 minutes)
+#   BENCH_SECONDS=2 BENCH_REPS=1 bash bench/run.sh    a quick check (about 5 minutes)
+#   bash bench/run.sh l m                  only the scenarios named (a-o, fh;
+#                                          the same as BENCH_SCENARIOS="l m")
 #
-# Installs what is missing (wrk, nginx, mongrel2-core from Debian), builds
+# Installs what is missing (wrk, nginx, mongrel2-core, and for the TLS and
+# reload scenarios openssl and sqlite3, from Debian), builds
 # Kennel and the bench handler in release mode, generates a static tree and
 # one config per server under bench/work/, and runs every scenario against
 # every server, one server at a time, the server (and handler) pinned to one
@@ -14,10 +17,11 @@
 # when it cannot run at all. See bench/README.md.
 #
 # Knobs (environment):
-#   BENCH_SECONDS=10          length of each load run (scenarios a-d, i, k)
+#   BENCH_SECONDS=10          length of each load run (scenarios a-d, i, k-o)
 #   BENCH_LATENCY_SECONDS=5   length of each unloaded run (scenario e)
 #   BENCH_REPS=3              repetitions of every scenario (>= 3 for a report)
-#   BENCH_CONNS=64            connections for a-d, i and k
+#   BENCH_CONNS=64            connections for a-d, i and k-n (o: half each
+#                             on the handler route and the static route)
 #   BENCH_IDLE_CONNS=10000    idle connections per server (f, fh, j)
 #   BENCH_IDLE_CONNS_BIG=100000   idle connections, Kennel alone (f)
 #   BENCH_IDLE_REQUEST=...    request each idle connection sends first (f);
@@ -29,19 +33,31 @@
 #   BENCH_CONNECT_WAIT_MS=500 Kennel's kennel.handler.connect_wait_ms (h)
 #   BENCH_BACKEND_CPU=1       CPU of the proxy back end (k); default the
 #                             server's (see README, "Scenarios")
+#   BENCH_RELOADS=20          reloads (SIGHUP) spread over o's load run
 #   BENCH_SERVERS="kennel mongrel2 nginx"   which servers to run
-#   BENCH_SCENARIOS="a b c d e f fh g h i j k"   which scenarios to run
+#   BENCH_SCENARIOS="a b c d e f fh g h i j k l m n o"   which scenarios to run
 #   BENCH_PORT_BASE=18080     first of the fixed loopback ports (see README)
 #   BENCH_NO_INSTALL=1        never call apt-get; fail if a tool is missing
 #   CARGO_TARGET_DIR          where cargo builds (default target/)
 set -euo pipefail
 
-usage() { sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
-case "${1:-}" in
-    "") ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-esac
+# The header comment above, up to the first line that is not a comment.
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+all_scenarios="a b c d e f fh g h i j k l m n o"
+named=()
+for arg in "$@"; do
+    case $arg in
+        -h | --help) usage; exit 0 ;;
+        *)
+            [[ " $all_scenarios " == *" $arg "* ]] || {
+                echo "run.sh: unknown scenario '$arg' (known: $all_scenarios)" >&2
+                usage >&2
+                exit 2
+            }
+            named+=("$arg")
+            ;;
+    esac
+done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -59,8 +75,10 @@ ws_payload=${BENCH_WS_PAYLOAD:-32}
 broadcast_conns=${BENCH_BROADCAST_CONNS:-1000}
 nohandler_tries=${BENCH_NOHANDLER_TRIES:-5}
 connect_wait_ms=${BENCH_CONNECT_WAIT_MS:-500}
+reloads=${BENCH_RELOADS:-20}
 servers=${BENCH_SERVERS:-kennel mongrel2 nginx}
-scenarios=${BENCH_SCENARIOS:-a b c d e f fh g h i j k}
+scenarios=${BENCH_SCENARIOS:-$all_scenarios}
+((${#named[@]} == 0)) || scenarios=${named[*]}
 port_base=${BENCH_PORT_BASE:-18080}
 
 # How long Mongrel2 is given to answer a request with no handler (h); it
@@ -80,6 +98,10 @@ declare -A http_port=(
 )
 # The proxy scenario's back end (k), behind every server's /proxy/ route.
 backend_port=$((port_base + 3))
+# The TLS scenarios (l-n): each server's HTTPS port.
+declare -A tls_port=(
+    [kennel]=$((port_base + 4)) [mongrel2]=$((port_base + 5)) [nginx]=$((port_base + 6))
+)
 hello_send=tcp://127.0.0.1:$((port_base + 10))
 hello_recv=tcp://127.0.0.1:$((port_base + 11))
 listen_send=tcp://127.0.0.1:$((port_base + 12))
@@ -107,6 +129,7 @@ idle_tool=$target_dir/release/idle-conns
 broadcast_tool=$target_dir/release/broadcast
 floor_tool=$target_dir/release/write-floor
 ws_tool=$target_dir/release/ws-echo
+tls_tool=$target_dir/release/tls-connect
 
 log() { printf '==> %s\n' "$*" >&2; }
 note() { printf '    %s\n' "$*" >&2; }
@@ -114,6 +137,7 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 
 wants_server() { [[ " $servers " == *" $1 "* ]]; }
 wants_scenario() { [[ " $scenarios " == *" $1 "* ]]; }
+wants_tls() { wants_scenario l || wants_scenario m || wants_scenario n; }
 
 # ---------------------------------------------------------------- CPUs
 # The load generator gets one core, the server under test (with its
@@ -139,6 +163,8 @@ install_missing() {
     command -v taskset >/dev/null || need+=(util-linux)
     command -v curl >/dev/null || need+=(curl)
     command -v pgrep >/dev/null || need+=(procps)
+    if wants_tls; then command -v openssl >/dev/null || need+=(openssl); fi
+    if wants_scenario o; then command -v sqlite3 >/dev/null || need+=(sqlite3); fi
     command -v cargo >/dev/null ||
         die "cargo is missing: install a Rust toolchain (rust-version in Cargo.toml) first"
     ((${#need[@]} == 0)) && return 0
@@ -162,7 +188,7 @@ cargo build --release --quiet -p kennel -p kennel-bench-handler >&2
 if [[ -f bench/tools/Cargo.toml ]]; then
     log "building the bench tools (release)"
     if ! cargo build --release --quiet -p kennel-bench-tools >&2; then
-        note "the bench tools did not build; f, fh, g, i and j will be skipped"
+        note "the bench tools did not build; f, fh, g, i, j and n will be skipped"
     fi
 fi
 
@@ -213,7 +239,7 @@ trap 'exit 143' TERM
 # port_in_use PORT: something on 127.0.0.1 accepts connections there.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 busy=()
-for port in "${http_port[@]}" "$backend_port" $(seq $((port_base + 10)) $((port_base + 15))); do
+for port in "${http_port[@]}" "$backend_port" "${tls_port[@]}" $(seq $((port_base + 10)) $((port_base + 15))); do
     port_in_use "$port" && busy+=("$port")
 done
 ((${#busy[@]} == 0)) ||
@@ -250,6 +276,37 @@ make_mongrel2_style() {
         -e "s|@BACKEND_PORT@|$backend_port|g" \
         bench/config/site.sql.in >"$dir/site.sql"
     "$kennel_bin" load --db "$dir/bench.sqlite" "$dir/site.sql" >/dev/null
+    wants_tls || return 0
+    # The TLS variant (l-n): the same site in tls.sqlite with use_ssl = 1 on
+    # the server's TLS port, and the bench certificate as <uuid>.crt/.key.
+    mkdir -p "$dir/certs"
+    cp "$work/tls/server.crt" "$dir/certs/${server_uuid[$name]}.crt"
+    cp "$work/tls/server.key" "$dir/certs/${server_uuid[$name]}.key"
+    {
+        cat "$dir/site.sql"
+        sed -e "s|@TLS_PORT@|${tls_port[$name]}|g" bench/config/tls.sql.in
+    } >"$dir/site-tls.sql"
+    "$kennel_bin" load --db "$dir/tls.sqlite" "$dir/site-tls.sql" >/dev/null
+}
+# The TLS scenarios' certificate (l-n), one for all three servers: a CA
+# and a server certificate for localhost and 127.0.0.1, both ECDSA P-256
+# (SEC1 keys), made afresh each run in bench/work/tls/.
+make_certs() {
+    local d=$work/tls
+    mkdir -p "$d"
+    printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$d/server.ext"
+    {
+        openssl ecparam -name prime256v1 -genkey -noout -out "$d/ca.key" &&
+            openssl req -x509 -new -key "$d/ca.key" -sha256 -days 30 -subj "/CN=Kennel bench CA" \
+                -addext "basicConstraints=critical,CA:TRUE" \
+                -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$d/ca.crt" &&
+            openssl ecparam -name prime256v1 -genkey -noout -out "$d/server.key" &&
+            openssl req -new -key "$d/server.key" -subj "/CN=localhost" -out "$d/server.csr" &&
+            openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+                -CAcreateserial -days 30 -sha256 -extfile "$d/server.ext" -out "$d/server.crt" &&
+            openssl verify -CAfile "$d/ca.crt" "$d/server.crt"
+    } >"$d/openssl.log" 2>&1 || die "openssl could not make the bench certificates ($d/openssl.log)"
 }
 make_nginx() {
     local dir=$work/nginx
@@ -261,6 +318,16 @@ make_nginx() {
         -e "s|@WORKER_CONNECTIONS@|$((nofile - 64))|g" \
         -e "s|@BACKEND_PORT@|$backend_port|g" \
         bench/config/nginx.conf.in >"$dir/nginx.conf"
+    # Its HTTPS server (l, n), included by nginx.conf; empty when no TLS
+    # scenario runs.
+    if wants_tls; then
+        mkdir -p "$dir/certs"
+        cp "$work/tls/server.crt" "$work/tls/server.key" "$dir/certs/"
+        sed -e "s|@PREFIX@|$dir|g" -e "s|@TLS_PORT@|${tls_port[nginx]}|g" \
+            bench/config/nginx-tls.conf.in >"$dir/tls.conf"
+    else
+        echo "# no TLS scenario in this run" >"$dir/tls.conf"
+    fi
 }
 # The proxy back end (k): /proxy/1k.bin, the same bytes as /static/1k.bin.
 make_backend() {
@@ -272,6 +339,7 @@ make_backend() {
         -e "s|@CPU@|$cpu_backend|g" \
         bench/config/backend.conf.in >"$dir/nginx.conf"
 }
+wants_tls && make_certs
 wants_server kennel && make_mongrel2_style kennel
 wants_server mongrel2 && make_mongrel2_style mongrel2
 wants_server nginx && make_nginx
@@ -282,9 +350,26 @@ server_pid=""   # the process whose memory is measured (nginx: its worker)
 server_main=""  # the process started (nginx: its master)
 handler_pid=""
 
-# http_code URL [max seconds]: the status code, or 000.
+# Which variant start_server starts: 0 plain HTTP (bench.sqlite, the HTTP
+# port), 1 the TLS one (tls.sqlite, the TLS port; l-n).
+server_tls=0
+# Kennel's RUST_LOG (o needs info: its reloads are counted in the log).
+kennel_log=warn
+# base_url SERVER: where the variant started is reached.
+base_url() {
+    if ((server_tls)); then
+        echo "https://127.0.0.1:${tls_port[$1]}"
+    else
+        echo "http://127.0.0.1:${http_port[$1]}"
+    fi
+}
+
+# http_code URL [max seconds]: the status code, or 000. An https URL must
+# present a certificate the bench CA signed, for 127.0.0.1.
 http_code() {
-    curl -s -o /dev/null -w '%{http_code}' --max-time "${2:-2}" "$1" 2>/dev/null || true
+    local ca=()
+    [[ $1 == https:* ]] && ca=(--cacert "$work/tls/ca.crt")
+    curl -s -o /dev/null -w '%{http_code}' "${ca[@]}" --max-time "${2:-2}" "$1" 2>/dev/null || true
 }
 
 # wait_for URL CODE WHO: until URL answers CODE (bounded), or the server dies.
@@ -312,9 +397,14 @@ start_handler() {
 }
 
 # start_server NAME [nohandler]: starts it (and the bench handler) and waits
-# until a static file and, for handler servers, /bench/hello answer.
+# until a static file and, for handler servers, /bench/hello answer. With
+# server_tls=1, its TLS variant.
 start_server() {
-    local name=$1 dir=$work/$1 port=${http_port[$1]}
+    local name=$1 dir=$work/$1 port=${http_port[$1]} db=bench.sqlite url
+    if ((server_tls)); then
+        port=${tls_port[$1]} db=tls.sqlite
+    fi
+    url=$(base_url "$name")
     # Whatever answers must be the server started here, not a leftover.
     if port_in_use "$port"; then
         note "port $port is still in use; not starting $name"
@@ -325,11 +415,11 @@ start_server() {
         kennel)
             # Mongrel2's command line (server.daemonize is 0, so it stays in
             # the foreground). One tokio worker: the server has one core.
-            env TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c "$cpu_server" \
-                "$kennel_bin" "$dir/bench.sqlite" "${server_uuid[kennel]}" >>"$dir/server.log" 2>&1 &
+            env TOKIO_WORKER_THREADS=1 RUST_LOG="$kennel_log" taskset -c "$cpu_server" \
+                "$kennel_bin" "$dir/$db" "${server_uuid[kennel]}" >>"$dir/server.log" 2>&1 &
             ;;
         mongrel2)
-            taskset -c "$cpu_server" mongrel2 "$dir/bench.sqlite" "${server_uuid[mongrel2]}" \
+            taskset -c "$cpu_server" mongrel2 "$dir/$db" "${server_uuid[mongrel2]}" \
                 >>"$dir/server.log" 2>&1 &
             ;;
         nginx)
@@ -340,7 +430,7 @@ start_server() {
     server_main=$!
     server_pid=$server_main
     started+=("$server_main")
-    wait_for "http://127.0.0.1:$port/static/1k.bin" 200 "$name" || return 1
+    wait_for "$url/static/1k.bin" 200 "$name" || return 1
     if [[ $name == nginx ]]; then
         server_pid=$(pgrep -P "$server_main" | head -n 1)
         [[ -n $server_pid ]] || { note "nginx has no worker process"; return 1; }
@@ -348,7 +438,7 @@ start_server() {
     fi
     [[ ${2:-} == nohandler ]] && return 0
     start_handler "$name"
-    wait_for "http://127.0.0.1:$port/bench/hello" 200 "$name"
+    wait_for "$url/bench/hello" 200 "$name"
 }
 
 # The proxy back end (k): started once for the whole scenario, so every
@@ -428,7 +518,8 @@ load() {
     local server=$1 key=$2 path=$3 c=$4 secs=$5 rep=$6
     shift 6
     local out=$work/raw/$server-$key-$rep.txt
-    local url="http://127.0.0.1:${http_port[$server]}$path"
+    local url
+    url=$(base_url "$server")$path
     timeout $((secs + 60)) taskset -c "$cpu_load" wrk -t1 -c"$c" -d"${secs}s" --latency "$@" "$url" \
         >"$out" 2>&1 || true
     local parsed
@@ -604,6 +695,197 @@ no_handler() {
     done
 }
 
+# tls_check KEY SERVER: what an OpenSSL client (the library wrk uses)
+# negotiates with the TLS variant, and whether the certificate verifies
+# against the bench CA for the name localhost (l-n); a note either way.
+tls_check() {
+    local key=$1 s=$2 out line verify
+    out=$(timeout 10 openssl s_client -connect "127.0.0.1:${tls_port[$s]}" -servername localhost \
+        -verify_hostname localhost -CAfile "$work/tls/ca.crt" </dev/null 2>&1 || true)
+    line=$(grep -m1 -E '^(New|Reused), ' <<<"$out" | sed 's/^New, //; s/, Cipher is / /' || true)
+    verify=$(grep -m1 'Verify return code' <<<"$out" | sed 's/^ *//' || true)
+    if [[ $verify == "Verify return code: 0 (ok)" ]]; then
+        remark tls "$s" "an OpenSSL client (as wrk) gets ${line:-?}; the certificate verifies against the bench CA"
+    else
+        remark "$key" "$s" "openssl s_client: ${verify:-no handshake} (${line:-no session})"
+    fi
+}
+
+# cpu_ticks PID: the CPU time (user + system, all threads) of a process,
+# in clock ticks.
+clock_ticks=$(getconf CLK_TCK)
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
+
+# handshakes SERVER KIND REP: new TLS connections per second (n), KIND full
+# or resumed, with tls-connect; records the rate, the share resumed, and
+# how busy the server's and the load generator's cores were.
+handshakes() {
+    local s=$1 kind=$2 rep=$3 out=$work/raw/$1-n.$2-$3.txt
+    local args=(--addr "127.0.0.1:${tls_port[$s]}" --pin "$work/tls/server.crt"
+        --conns "$conns" --secs "$seconds")
+    [[ $kind == resumed ]] && args+=(--resume)
+    local c0 c1 t0 t1
+    c0=$(cpu_ticks "$server_pid")
+    t0=$(date +%s%N)
+    timeout $((seconds + 60)) taskset -c "$cpu_load" "$tls_tool" "${args[@]}" >"$out" 2>&1 || true
+    t1=$(date +%s%N)
+    c1=$(cpu_ticks "$server_pid")
+    local cps pct ccpu failed error
+    read -r cps pct ccpu failed <<<"$(awk '
+        $1 == "connections_per_sec" { c = $2 } $1 == "resumed_pct" { p = $2 }
+        $1 == "client_cpu_pct" { u = $2 } $1 == "failed" { f = $2 }
+        END { if (c != "") print c, p, u, f }' "$out")"
+    if [[ -z $cps ]]; then
+        remark n "$s" "run $rep, $kind: tls-connect gave no result: $(tail -n 1 "$out")"
+        return 0
+    fi
+    record "n.$kind.cps" "$s" "$cps"
+    record "n.$kind.ccpu" "$s" "$ccpu"
+    record "n.$kind.scpu" "$s" "$(awk -v c=$((c1 - c0)) -v hz="$clock_ticks" -v ns=$((t1 - t0)) \
+        'BEGIN { printf "%.1f", 100 * c / hz / (ns / 1e9) }')"
+    if [[ $kind == resumed ]]; then
+        record n.resumed.pct "$s" "$pct"
+    elif [[ $pct != 0.00 ]]; then
+        remark n "$s" "run $rep: $pct % of the full handshakes were resumed"
+    fi
+    if ((failed > 0)); then
+        error=$(awk '$1 == "first_error" { $1 = ""; print substr($0, 2); exit }' "$out")
+        remark n "$s" "run $rep, $kind: $failed connections failed (first: $error)"
+    fi
+    return 0
+}
+
+# handshake_check SERVER: one connection at a time for a moment, with
+# tls-connect's full check (the chain and the name against the bench CA,
+# every signature) and resumption on: it must work, and resume (n).
+handshake_check() {
+    local s=$1 out=$work/raw/$1-n.check.txt resumed failed
+    timeout 30 taskset -c "$cpu_load" "$tls_tool" --addr "127.0.0.1:${tls_port[$s]}" \
+        --ca "$work/tls/ca.crt" --resume --conns 1 --secs 0.3 >"$out" 2>&1 || true
+    read -r resumed failed <<<"$(awk '$1 == "resumed" { r = $2 } $1 == "failed" { f = $2 }
+        END { print r + 0, f + 0 }' "$out")"
+    if ! grep -q '^connections [1-9]' "$out" || ((failed > 0)); then
+        remark n "$s" "the verifying check failed: $(grep -m1 -E '^first_error|^Error' "$out" || tail -n 1 "$out")"
+    elif ((resumed == 0)); then
+        remark n "$s" "the verifying check resumed no session"
+    fi
+}
+
+# o_load REP WHAT: scenario o's load on Kennel, wrk on /bench/hello and on
+# /static/1k.bin at once, conns/2 connections each, while config_changes
+# runs: with WHAT=reload each change is followed by a SIGHUP, with
+# WHAT=steady not. Records o.rps (or o.steady.rps), the socket errors, the
+# non-2xx responses and the reloads Kennel logged; leaves the total in
+# o_total.
+o_total=""
+o_load() {
+    local rep=$1 what=$2 half=$((conns / 2)) url key=o
+    ((half > 0)) || half=1
+    url=$(base_url kennel)
+    [[ $what == steady ]] && key=o.steady
+    local log_file=$work/kennel/server.log before after
+    before=$(grep -c 'reloaded the config' "$log_file" || true)
+    local pids=() route path
+    for route in hello static; do
+        path=/bench/hello
+        [[ $route == static ]] && path=/static/1k.bin
+        timeout $((seconds + 60)) taskset -c "$cpu_load" wrk -t1 -c"$half" -d"${seconds}s" \
+            --latency "$url$path" >"$work/raw/kennel-$key.$route-$rep.txt" 2>&1 &
+        pids+=($!)
+        started+=($!)
+    done
+    config_changes "$rep" "$what" "$before"
+    local pid
+    for pid in "${pids[@]}"; do
+        wait "$pid" || true
+        forget_pid "$pid"
+    done
+    local total=0 bad=0 sock=0 parsed rps p50 p99 b k
+    o_total=""
+    for route in hello static; do
+        parsed=$(parse_wrk "$work/raw/kennel-$key.$route-$rep.txt")
+        if [[ -z $parsed ]]; then
+            remark o kennel "run $rep, $what: wrk on $route gave no result (see bench/work/raw/kennel-$key.$route-$rep.txt)"
+            return 0
+        fi
+        read -r rps p50 p99 b k <<<"$parsed"
+        total=$(awk -v t="$total" -v r="$rps" 'BEGIN { printf "%.2f", t + r }')
+        bad=$((bad + b)) sock=$((sock + k))
+    done
+    o_total=$total
+    record "$key.rps" kennel "$total"
+    after=$(grep -c 'reloaded the config' "$log_file" || true)
+    if [[ $what == reload ]]; then
+        record o.sockerr kennel "$sock"
+        record o.non2xx kennel "$bad"
+        record o.reloads kennel $((after - before))
+    elif ((after != before)); then
+        remark o kennel "run $rep: $((after - before)) reloads logged in the run without reloads"
+    fi
+    ((bad > 0)) && remark o kennel "run $rep, $what: $bad non-2xx responses"
+    ((sock > 0)) && remark o kennel "run $rep, $what: $sock socket errors"
+    return 0
+}
+
+# config_changes REP WHAT BEFORE: o's $reloads config changes at even
+# intervals over the load run, each a route row added or removed with
+# sqlite3, and with WHAT=reload a SIGHUP after each. Both runs make the
+# same changes, so the work of making them (a sqlite3 process each, on the
+# load generator's core) is in both, and only the reloads differ. Before
+# each change the reload before it must have been logged (BEFORE: the count
+# of "reloaded the config" lines at the start; at most 2 s): the database
+# is not written while Kennel reads it, and no two SIGHUPs arrive as one.
+reload_probe=/bench/reload-probe
+config_changes() {
+    local rep=$1 what=$2 before=$3 db=$work/kennel/bench.sqlite log_file=$work/kennel/server.log
+    local start_us step_us i at now d sql _ want code
+    start_us=${EPOCHREALTIME/./}
+    step_us=$((seconds * 1000000 / (reloads + 1)))
+    for i in $(seq "$reloads"); do
+        at=$((start_us + i * step_us))
+        now=${EPOCHREALTIME/./}
+        if ((at > now)); then
+            d=$((at - now))
+            sleep "$((d / 1000000)).$(printf '%06d' $((d % 1000000)))"
+        fi
+        if [[ $what == reload ]]; then
+            for _ in $(seq 100); do
+                (($(grep -c 'reloaded the config' "$log_file" || true) >= before + i - 1)) && break
+                sleep 0.02
+            done
+        fi
+        if ((i % 2)); then
+            sql="INSERT INTO route (path, host_id, target_id, target_type) VALUES ('$reload_probe', 1, 1, 'handler');"
+        else
+            sql="DELETE FROM route WHERE path = '$reload_probe';"
+        fi
+        taskset -c "$cpu_load" sqlite3 "$db" "$sql" ||
+            remark o kennel "run $rep: change $i: sqlite3 could not change the config"
+        [[ $what == reload ]] || continue
+        kill -HUP "$server_main" 2>/dev/null || {
+            remark o kennel "run $rep: reload $i: Kennel is gone"
+            return 0
+        }
+        # The probe route is there after odd reloads, gone after even ones.
+        if ((i == 1 || i == reloads)); then
+            for _ in $(seq 100); do
+                (($(grep -c 'reloaded the config' "$log_file" || true) >= before + i)) && break
+                sleep 0.02
+            done
+            want=404
+            ((i % 2)) && want=200
+            code=$(http_code "$(base_url kennel)$reload_probe")
+            [[ $code == "$want" ]] ||
+                remark o kennel "run $rep: after reload $i, $reload_probe answered $code, not $want"
+        fi
+    done
+    if grep -q 'reload refused' "$log_file"; then
+        remark o kennel "a reload was refused: $(grep -m1 'reload refused' "$log_file")"
+    fi
+    # Leave the config as it was.
+    taskset -c "$cpu_load" sqlite3 "$db" "DELETE FROM route WHERE path = '$reload_probe';" || true
+}
+
 # per_handler_server KEY TOOL WHAT COMMAND: scenario KEY on Kennel and
 # Mongrel2 (nginx has no handlers): every repetition starts each afresh,
 # servers interleaved, with its handler, and runs COMMAND SERVER REP. When
@@ -755,6 +1037,96 @@ if wants_scenario k; then
     stop_backend
 fi
 
+# per_tls_server WHAT SKIP HOW COMMAND: every repetition starts the TLS
+# variant of each server not in SKIP afresh (HOW: nohandler, or empty to
+# start the bench handler too), servers interleaved as for a-e, and runs
+# COMMAND SERVER REP.
+per_tls_server() {
+    local what=$1 skip=$2 how=$3 command=$4 rep s
+    server_tls=1
+    for rep in $(seq "$reps"); do
+        for s in $servers; do
+            [[ " $skip " == *" $s "* ]] && continue
+            log "run $rep/$reps: $s, $what"
+            if start_server "$s" ${how:+"$how"}; then
+                "$command" "$s" "$rep"
+            else
+                remark start "$s" "run $rep: its TLS variant did not start (bench/work/$s/server.log)"
+            fi
+            stop_server
+        done
+    done
+    server_tls=0
+}
+
+# l, m: over TLS, keep-alive; one start of each server serves both: l
+# (static) on all three, m (handler) on Kennel and Mongrel2.
+tls_keepalive() {
+    local s=$1 rep=$2
+    ((rep == 1)) && tls_check l "$s"
+    wants_scenario l && load "$s" l /static/1k.bin "$conns" "$seconds" "$rep"
+    [[ $s != nginx ]] && wants_scenario m && load "$s" m /bench/hello "$conns" "$seconds" "$rep"
+    return 0
+}
+if wants_scenario l || wants_scenario m; then
+    if wants_scenario m; then
+        # The handler for m; without l, nginx has nothing to do.
+        skip=""
+        wants_scenario l || skip=nginx
+        per_tls_server "scenarios l-m (TLS, $conns connections)" "$skip" "" tls_keepalive
+    else
+        per_tls_server "scenario l (TLS, $conns connections)" "" nohandler tls_keepalive
+    fi
+fi
+
+# n: new TLS connections per second, full then resumed handshakes, Kennel
+# and nginx (Mongrel2 is not a target here).
+tls_handshakes() {
+    local s=$1 rep=$2
+    if ((rep == 1)); then
+        tls_check n "$s"
+        handshake_check "$s"
+    fi
+    handshakes "$s" full "$rep"
+    handshakes "$s" resumed "$rep"
+}
+if wants_scenario n; then
+    if [[ ! -x $tls_tool ]]; then
+        log "n: skipped (tool missing: $tls_tool)"
+        remark n - "skipped (tool missing)"
+    else
+        per_tls_server "scenario n (new TLS connections, $conns at a time, full then resumed)" \
+            mongrel2 nohandler tls_handshakes
+    fi
+fi
+
+# o: reload under load, Kennel alone (the plain variant, with its handler).
+# Each repetition runs the load with reloads and without, on one Kennel,
+# in alternating order so neither always runs on the fresher server.
+if wants_scenario o && wants_server kennel; then
+    kennel_log=info
+    for rep in $(seq "$reps"); do
+        log "run $rep/$reps: kennel, scenario o (two loads of $((conns / 2)) connections, with $reloads reloads and without)"
+        if start_server kennel; then
+            order="reload steady"
+            ((rep % 2)) || order="steady reload"
+            declare -A o_rps=()
+            for what in $order; do
+                o_load "$rep" "$what"
+                o_rps[$what]=$o_total
+            done
+            if [[ -n ${o_rps[reload]} && -n ${o_rps[steady]} ]]; then
+                record o.ratio kennel "$(awk -v r="${o_rps[reload]}" -v s="${o_rps[steady]}" \
+                    'BEGIN { if (s > 0) printf "%.3f", r / s }')"
+            fi
+        else
+            remark start kennel "run $rep: did not start for o (bench/work/kennel/server.log)"
+        fi
+        stop_server
+    done
+    kennel_log=warn
+fi
+
 # The comparison is only fair if all three did the same work: say so when
 # a server wrote no access log.
 for s in $servers; do
@@ -815,13 +1187,26 @@ target() {
     IFS=$'\t' read -r _ check thr text <<<"$line"
     thr=${thr//@WAIT+5@/$((connect_wait_ms + 5))}
     thr=${thr//@WAIT+100@/$((connect_wait_ms + 100))}
+    thr=${thr//@RELOADS@/$reloads}
     text=${text//@WAIT@/$connect_wait_ms}
+    text=${text//@RELOADS@/$reloads}
     k=$(median "$key" kennel) || true
     local value
     case $check in
         km_*) value=$km ;;
         kn_*) value=$kn ;;
         k_*) value=${k:-–} ;;
+        kworst_*)
+            # Kennel's worst value over the repetitions: the largest for
+            # _max, the smallest for _min.
+            local st lo hi
+            st=$(stats "$key" kennel) || true
+            value=–
+            if [[ -n $st ]]; then
+                read -r _ lo hi _ <<<"$st"
+                case $check in *_max) value=$hi ;; *) value=$lo ;; esac
+            fi
+            ;;
         ka_*)
             # Kennel's median here over its own median of scenario a.
             local a
@@ -874,6 +1259,25 @@ rows+=(
     "k.rps|k. proxy, 1 KiB from one back end, keep-alive, $conns conns|req/s ↑|0"
     "k.p50|k. … latency p50 under load|µs ↓|0"
     "k.p99|k. … latency p99 under load|µs ↓|0"
+    "l.rps|l. HTTPS static 1 KiB, keep-alive, $conns conns|req/s ↑|0"
+    "l.p50|l. … latency p50 under load|µs ↓|0"
+    "l.p99|l. … latency p99 under load|µs ↓|0"
+    "m.rps|m. HTTPS handler hello, keep-alive, $conns conns|req/s ↑|0"
+    "m.p50|m. … latency p50 under load|µs ↓|0"
+    "m.p99|m. … latency p99 under load|µs ↓|0"
+    "n.full.cps|n. new TLS connections, full handshake + GET 1 KiB, $conns at a time|conn/s ↑|0"
+    "n.full.scpu|n. … server's core busy|% ↓|0"
+    "n.full.ccpu|n. … load generator's core busy|%|0"
+    "n.resumed.cps|n. new TLS connections, resumed handshake + GET 1 KiB, $conns at a time|conn/s ↑|0"
+    "n.resumed.pct|n. … handshakes resumed|% ↑|2"
+    "n.resumed.scpu|n. … server's core busy|% ↓|0"
+    "n.resumed.ccpu|n. … load generator's core busy|%|0"
+    "o.ratio|o. reload under load: throughput with $reloads reloads / without|× ↑|2"
+    "o.rps|o. … /bench/hello + /static/1k.bin, $((conns / 2)) conns each, with the reloads|req/s ↑|0"
+    "o.steady.rps|o. … the same load, no reload|req/s ↑|0"
+    "o.sockerr|o. … socket errors during the reloads|count ↓|0"
+    "o.non2xx|o. … non-2xx responses during the reloads|count ↓|0"
+    "o.reloads|o. … \"reloaded the config\" lines in Kennel's log|count|0"
 )
 
 render() {
@@ -883,8 +1287,9 @@ render() {
     echo
     echo "- Kennel $git_rev (release), Mongrel2 $(dpkg-query -W -f='${Version}' mongrel2-core 2>/dev/null || echo '?'), nginx $("$nginx_bin" -v 2>&1 | sed 's|.*/||'), wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo '?')"
     echo "- $(uname -sr), $ncpu CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); load generator on CPU $cpu_load, server and handler on CPU $cpu_server"
-    echo "- $reps repetition(s): ${seconds}s per load run (a–d, i, k), ${latency_seconds}s per unloaded run (e); cells are median (min–max); K/M and K/N are ratios of medians from this run"
+    echo "- $reps repetition(s): ${seconds}s per load run (a–d, i, k–o), ${latency_seconds}s per unloaded run (e); cells are median (min–max); K/M and K/N are ratios of medians from this run"
     wants_scenario k && echo "- proxy back end (k): one nginx on CPU $cpu_backend, the same for all three"
+    wants_tls && echo "- TLS (l–n): one ECDSA P-256 certificate (bench CA, localhost and 127.0.0.1) for all three; each server's own protocol and cipher defaults (Notes, \"tls\")"
     echo "- ↑ higher is better, ↓ lower is better; \"–\" not measured"
     echo
     echo "| scenario | unit | Kennel | Mongrel2 | nginx | K/M | K/N | target | holds |"

@@ -698,3 +698,42 @@ fn a_plain_http_client_on_the_tls_port_is_dropped_and_counted() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     server.stop();
 }
+
+#[test]
+fn a_handshake_given_up_is_counted_out_once_and_accepting_goes_on() {
+    // Before every run wrk opens one TCP connection and closes it at once
+    // (its address check); scanners and impatient clients do the same.
+    // Such a connection was counted out twice, so the open count wrapped
+    // below zero and the accept loop, reading it as over
+    // kennel.max_connections, stopped accepting.
+    let pki = Pki::new();
+    let server = TestServer::start_with(tls_site(pki.certdir(), ""));
+    for _ in 0..3 {
+        drop(TcpStream::connect(server.addr).unwrap());
+    }
+    server.wait_for("three failed handshakes counted", |c| {
+        c.tls_handshake_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 3
+    });
+    server.wait_for("no connection open", |c| {
+        c.connections_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+    });
+    for _ in 0..3 {
+        let mut tls = connect(&server, client_config(&pki.ca, None), "localhost").unwrap();
+        let (head, _) = exchange(
+            &mut tls,
+            "GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    }
+    server.wait_for("every connection counted out", |c| {
+        c.connections_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+    });
+    server.stop();
+}

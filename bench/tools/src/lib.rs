@@ -1,6 +1,6 @@
 //! Load tools for Kennel's benchmark suite (see `bench/TOOLS.md`).
 //!
-//! Three binaries share this library:
+//! Five binaries share this library:
 //!
 //! * `idle-conns` opens many TCP connections (optionally one keep-alive
 //!   request each) and holds them, so a script can measure the server's
@@ -13,12 +13,15 @@
 //! * `ws-echo` upgrades many connections to WebSockets through a handler
 //!   and echoes small messages on all of them for a while: messages per
 //!   second and latency percentiles.
+//! * `tls-connect` opens new TLS connections in a loop (a handshake, full
+//!   or resumed, and one small request each): connections per second.
 //!
 //! Layout: [`connect`] opens client connections (source addresses, bounded
 //! concurrency, timeouts); [`response`] reads one HTTP response off a
 //! connection; [`websocket`] upgrades one and echoes messages on it;
 //! [`escape`] turns a request given on the command line into bytes;
-//! [`rlimit`] raises the open-file limit; [`listeners`] are the clients
+//! [`rlimit`] raises the open-file limit; [`tls`] is the TLS client (its
+//! config and one whole connection); [`listeners`] are the clients
 //! that wait for a broadcast and time it. The binaries in `src/bin/` only
 //! parse arguments, call these and print.
 
@@ -27,4 +30,5 @@ pub mod escape;
 pub mod listeners;
 pub mod response;
 pub mod rlimit;
+pub mod tls;
 pub mod websocket;

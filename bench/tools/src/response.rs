@@ -6,8 +6,7 @@
 //! 1xx, 204 and 304 responses have none. A response delimited only by the
 //! connection closing is refused: the tools need the connection afterwards.
 
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The most header lines a response may have. Servers under test send a
 /// handful; 64 leaves room for any realistic one.
@@ -140,10 +139,13 @@ fn chunked_end(buf: &[u8], mut at: usize) -> Result<Option<usize>, ResponseError
     }
 }
 
-/// Reads one final response from `stream` (interim 1xx responses other
-/// than 101 are skipped) and returns its status. `buf` keeps any bytes read
-/// past the response.
-pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+/// Reads one final response from `stream` (a TCP or TLS stream; interim
+/// 1xx responses other than 101 are skipped) and returns its status. `buf`
+/// keeps any bytes read past the response.
+pub async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<u16> {
     let invalid = |e: ResponseError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     loop {
         match response_len(buf).map_err(invalid)? {

@@ -346,7 +346,7 @@ pub fn serve(
     conn.touch();
     async move {
         // A failed handshake ends here; dropping the connection counts it
-        // out.
+        // out (Drop), as for every other end.
         if conn.active.tls.is_some() && !Box::pin(conn.handshake()).await {
             return;
         }
